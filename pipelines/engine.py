@@ -1,0 +1,510 @@
+"""One settlement run: load and validate, run the settlement SQL, store the results atomically.
+
+The CLI and the Dagster assets both call `settle()` (and `validate()`); every rule lives in
+`sql/`, executed in file-name order over all selected contracts and months at once:
+
+    01_macros      exact rounding and division
+    02_calendar    contract x month history and the months this run stores
+    03_indexation  review factors
+    04_pricing     charge lines
+    05_measures    KPIs measured from interactions
+    06_kpi_results met / failed / excused / no_data, runs of failures
+    07_credits     service credits, earn-back, bonus
+    08_gain_share  gain-share windows
+    09_invoice     invoice lines
+    10_adjustments restated closed months billed on the next open month
+    11_reconcile   the provider's invoice against the expected one
+
+Everything happens in one DuckDB transaction on the target file: a failed or killed run leaves the
+database as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from . import __version__
+from .config import LoadedContract, load_contracts
+from .errors import SettleError
+from .inputs import InputSet, read_inputs
+from .interactions import register_interactions
+from .periods import fmt
+from .terms import build_tables
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SQL_DIR = PACKAGE_DIR.parent / "sql"
+FAR_FUTURE = dt.date(9999, 12, 31)
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+# Stored tables: name -> (calc table, column that holds the month for the write set).
+STORED: dict[str, tuple[str, str]] = {
+    "index_factors": ("calc_index_factors", ""),
+    "charge_lines": ("calc_charge_lines", "period"),
+    "charge_bands": ("calc_usage_bands", "period"),
+    "kpi_results": ("calc_kpi_results", "period"),
+    "service_credits": ("calc_service_credits", "period"),
+    "gain_share": ("calc_gain_share", "billed_period"),
+    "invoice_lines": ("calc_invoice", "period"),
+    "invoice_reconciliation": ("calc_reconciliation", "period"),
+    "adjustments": ("calc_adjustments", "billed_in_period"),
+}
+
+SORT_KEYS: dict[str, str] = {
+    "index_factors": "contract_id, period, index_id",
+    "charge_lines": "contract_id, period, sort_order, line_key",
+    "charge_bands": "contract_id, period, service_line_id, band",
+    "kpi_results": "contract_id, period, kpi_order, kpi_id",
+    "service_credits": "contract_id, period, kpi_id",
+    "gain_share": "contract_id, window_start",
+    "invoice_lines": "contract_id, period, sort_order, line_key",
+    "invoice_reconciliation": "contract_id, period, line_key",
+    "adjustments": "contract_id, billed_in_period, period, line_key",
+}
+
+
+@dataclass
+class RunRequest:
+    period_from: dt.date
+    period_to: dt.date
+    contract_ids: set[str] | None = None
+    as_known_at: dt.date | None = None
+    dry_run: bool = False
+
+
+@dataclass
+class RunResult:
+    run_id: int | None
+    mode: str
+    written_months: int
+    invoices: list[dict] = field(default_factory=list)
+    adjustments: list[dict] = field(default_factory=list)
+    reconciliation: list[dict] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def sql_files() -> list[Path]:
+    return sorted(p for p in SQL_DIR.glob("[0-9][0-9]_*.sql"))
+
+
+def code_version() -> str:
+    digest = hashlib.sha256()
+    for path in [*sql_files(), *sorted(PACKAGE_DIR.glob("*.py"))]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return f"{__version__}+{digest.hexdigest()[:12]}"
+
+
+def run_script(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    try:
+        con.execute(path.read_text())
+    except duckdb.Error as exc:
+        raise SettleError(f"{path.name}: settlement SQL failed: {exc}") from exc
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    run_script(con, SQL_DIR / "schema.sql")
+
+
+def register_terms(con: duckdb.DuckDBPyConnection, contracts: list[LoadedContract]) -> None:
+    for name, table in build_tables(contracts).items():
+        _register(con, name, table)
+
+
+def register_inputs(con: duckdb.DuckDBPyConnection, inputs: InputSet) -> None:
+    for folder, frame in inputs.frames.items():
+        _register(con, f"in_{folder}", frame.to_arrow())
+    register_interactions(con, inputs.interaction_files)
+
+
+def _register(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
+    view = f"_arrow_{name}"
+    con.register(view, table)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {view}")
+    con.unregister(view)
+
+
+def check_input_rules(con: duckdb.DuckDBPyConnection) -> None:
+    """Referential rules between inputs and contracts (sql/input_rules.sql)."""
+    for name, rule, query in _rules():
+        rows = con.execute(query).fetchall()
+        if rows:
+            cols = [d[0] for d in con.description]
+            total = con.execute(f"SELECT count(*) FROM ({query})").fetchone()[0]
+            shown = "; ".join(_describe(cols, row) for row in rows[:3])
+            files = sorted({row[cols.index("_file")] for row in rows if "_file" in cols})
+            where = ", ".join(files) if files else name
+            column = _rule_column(rule)
+            raise SettleError(
+                f"{where}: {column}{total} row(s) break the rule '{rule.rstrip('.')}'; "
+                f"first: {shown}."
+            )
+
+
+def _rule_column(rule: str) -> str:
+    match = re.match(r"^(\w+) ", rule)
+    return f"column {match.group(1)}: " if match else ""
+
+
+def _describe(cols: list[str], row: tuple) -> str:
+    values = dict(zip(cols, row, strict=True))
+    head = f"row {values.pop('_row')}" if "_row" in values else "row"
+    values.pop("_file", None)
+    body = ", ".join(
+        f"{k}={fmt(v) if isinstance(v, dt.date) and k == 'period' else v}"
+        for k, v in values.items()
+    )
+    return f"{head} ({body})"
+
+
+def _rules() -> Iterable[tuple[str, str, str]]:
+    text = (SQL_DIR / "input_rules.sql").read_text()
+    for block in re.split(r"\n(?=-- name: )", text):
+        match = re.match(r"-- name: (\S+)\n-- rule: ([^\n]+)\n(.*)", block.strip(), re.S)
+        if match:
+            yield match.group(1), match.group(2), match.group(3).strip().rstrip(";")
+
+
+def _stop_on(con: duckdb.DuckDBPyConnection, table: str, message: Callable[[list], str]) -> None:
+    rows = con.execute(f"SELECT * FROM {table} LIMIT 5").fetchall()
+    if rows:
+        raise SettleError(message(rows))
+
+
+def compute(con: duckdb.DuckDBPyConnection, progress: Progress = _quiet) -> None:
+    """Run the settlement SQL over the registered terms, inputs and run scope."""
+    for path in sql_files():
+        started = time.perf_counter()
+        run_script(con, path)
+        progress(f"  {path.stem:<16} {time.perf_counter() - started:6.2f}s")
+        if path.stem.endswith("indexation"):
+            _stop_on(
+                con,
+                "calc_missing_index_values",
+                lambda rows: "index values missing: "
+                + "; ".join(
+                    f"{r[1]} for {fmt(r[2])} (contract {r[0]}, review {fmt(r[3])})" for r in rows
+                )
+                + ". Add them to index_values/ (rule: every review reads its index months).",
+            )
+        if path.stem.endswith("kpi_results"):
+            _stop_on(
+                con,
+                "calc_missing_required_kpis",
+                lambda rows: "kpis/: required KPI values missing: "
+                + "; ".join(f"{r[1]} for {fmt(r[2])} (contract {r[0]})" for r in rows)
+                + " (rule: a KPI with required: true has a value every settled month).",
+            )
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def load(contracts_dir: Path, data_dir: Path, contract_ids: set[str] | None = None):
+    """Load and validate every contract and input; raises SettleError on the first bad one."""
+    contracts = load_contracts(contracts_dir)
+    inputs = read_inputs(data_dir)
+    known = {c.contract_id for c in contracts}
+    if contract_ids:
+        unknown = sorted(contract_ids - known)
+        if unknown:
+            raise SettleError(
+                f"unknown contract id(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+    return contracts, inputs
+
+
+def validate(contracts_dir: Path, data_dir: Path, progress: Progress = _quiet) -> dict[str, int]:
+    """Every check a run makes before computing, in memory: nothing is written anywhere."""
+    started = time.perf_counter()
+    contracts, inputs = load(contracts_dir, data_dir)
+    progress(f"read {len(contracts)} contracts and inputs in {time.perf_counter() - started:.2f}s")
+    con = duckdb.connect()
+    ensure_schema(con)
+    run_script(con, SQL_DIR / "01_macros.sql")
+    register_terms(con, contracts)
+    register_inputs(con, inputs)
+    check_input_rules(con)
+    counts = {folder: frame.height for folder, frame in inputs.frames.items()}
+    counts["contracts"] = len(contracts)
+    return counts
+
+
+def connect_for_write(db_path: Path, wait_s: float | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the database file for writing, waiting a while for another writer to finish."""
+    wait_s = float(os.environ.get("SETTLE_LOCK_WAIT_S", "30")) if wait_s is None else wait_s
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return duckdb.connect(str(db_path))
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise SettleError(f"{db_path}: cannot open the database: {exc}") from None
+            if time.monotonic() >= deadline:
+                holder = re.search(r"PID (\d+)", str(exc))
+                who = f" (process {holder.group(1)})" if holder else ""
+                raise SettleError(
+                    f"{db_path}: the database is in use by another Settle run{who}; waited "
+                    f"{wait_s:.0f}s. Nothing was written. Try again when it has finished "
+                    "(SETTLE_LOCK_WAIT_S sets how long to wait)."
+                ) from None
+            time.sleep(0.5)
+
+
+def settle(
+    contracts_dir: Path,
+    data_dir: Path,
+    db_path: Path,
+    request: RunRequest,
+    progress: Progress = _quiet,
+) -> RunResult:
+    """Settle the requested months for the requested contracts as one run, atomically."""
+    if request.period_to < request.period_from:
+        raise SettleError(
+            f"--to {fmt(request.period_to)} is before --period {fmt(request.period_from)}"
+        )
+    started_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    t0 = time.perf_counter()
+    contracts, inputs = load(contracts_dir, data_dir, request.contract_ids)
+    selected = [
+        c for c in contracts if not request.contract_ids or c.contract_id in request.contract_ids
+    ]
+    progress(f"validated {len(contracts)} contracts and inputs ({time.perf_counter() - t0:.2f}s)")
+    mode = "as_known_at" if request.as_known_at else "settle"
+
+    con = connect_for_write(db_path)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        ensure_schema(con)
+        run_script(con, SQL_DIR / "01_macros.sql")
+        register_terms(con, contracts)
+        register_inputs(con, inputs)
+        check_input_rules(con)
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE run_params AS SELECT ?::DATE AS period_from, "
+            "?::DATE AS period_to, ?::DATE AS as_known_at, ?::VARCHAR AS mode",
+            [request.period_from, request.period_to, request.as_known_at or FAR_FUTURE, mode],
+        )
+        _register(
+            con,
+            "run_contracts",
+            pa.table({"contract_id": pa.array([c.contract_id for c in selected], pa.string())}),
+        )
+        compute(con, progress)
+        written = con.execute("SELECT count(*) FROM calc_writes").fetchone()[0]
+        if written == 0:
+            raise SettleError(
+                f"nothing to settle: no open month of the selected contracts lies in "
+                f"{fmt(request.period_from)}..{fmt(request.period_to)} (closed months are only "
+                "restated when their next open month can be settled too)"
+            )
+        run_id = con.execute(
+            "SELECT coalesce(max(run_id), 0) + 1 FROM settlement_runs"
+        ).fetchone()[0]
+        _store(con, run_id, mode, request, contracts, selected, inputs, started_at)
+        result = _summarise(con, run_id, mode, written)
+        if request.dry_run:
+            con.execute("ROLLBACK")
+            result.run_id = None
+        else:
+            con.execute("COMMIT")
+        progress(f"settled in {time.perf_counter() - t0:.2f}s")
+        return result
+    except BaseException:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+        raise
+    finally:
+        con.close()
+
+
+def _store(
+    con: duckdb.DuckDBPyConnection,
+    run_id: int,
+    mode: str,
+    request: RunRequest,
+    contracts: list[LoadedContract],
+    selected: list[LoadedContract],
+    inputs: InputSet,
+    started_at: dt.datetime,
+) -> None:
+    for table, (calc, period_column) in STORED.items():
+        source = f"SELECT * FROM {calc}"
+        if period_column:
+            source = (
+                f"SELECT c.* FROM {calc} c JOIN calc_writes w "
+                f"ON w.contract_id = c.contract_id AND w.period = c.{period_column}"
+            )
+        _append(con, table, run_id, source, SORT_KEYS[table])
+    run_script(con, SQL_DIR / "views.sql")
+    con.execute(
+        "INSERT INTO run_periods SELECT ?, contract_id, period FROM calc_writes "
+        "ORDER BY contract_id, period",
+        [run_id],
+    )
+    if mode == "settle":
+        con.execute(
+            """
+            INSERT INTO period_status
+            SELECT w.contract_id, w.period, 'open', NULL, NULL
+            FROM calc_writes w
+            LEFT JOIN period_status s USING (contract_id, period)
+            WHERE s.contract_id IS NULL
+            ORDER BY w.contract_id, w.period
+            """
+        )
+    config_hashes = {c.contract_id: c.sha256 for c in sorted(selected, key=lambda c: c.contract_id)}
+    con.execute(
+        """
+        INSERT INTO settlement_runs VALUES (
+            ?, ?, ?, 'succeeded', ?, ?, ?, ?, ?, ?, ?, ?,
+            MAP(?::VARCHAR[], ?::VARCHAR[]), MAP(?::VARCHAR[], ?::VARCHAR[]))
+        """,
+        [
+            run_id,
+            started_at,
+            dt.datetime.now(dt.UTC).replace(tzinfo=None),
+            mode,
+            f"{fmt(request.period_from)}..{fmt(request.period_to)}",
+            request.period_from,
+            request.period_to,
+            request.as_known_at,
+            sorted(config_hashes),
+            code_version(),
+            str(inputs.data_dir),
+            list(config_hashes),
+            list(config_hashes.values()),
+            sorted(inputs.file_hashes),
+            [inputs.file_hashes[k] for k in sorted(inputs.file_hashes)],
+        ],
+    )
+
+
+def _append(con: duckdb.DuckDBPyConnection, table: str, run_id: int, source: str, order: str):
+    """Append rows with the run id; the stored table takes its columns from the calc table."""
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary", [table]
+    ).fetchone()[0]
+    if not exists:
+        con.execute(
+            f"CREATE TABLE {table} AS SELECT CAST(NULL AS BIGINT) AS run_id, * "
+            f"FROM ({source}) WHERE false"
+        )
+    else:
+        stored = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+        for name, dtype, *_ in con.execute(f"DESCRIBE ({source})").fetchall():
+            if name not in stored:
+                con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {dtype}')
+    con.execute(
+        f"INSERT INTO {table} BY NAME SELECT {run_id}::BIGINT AS run_id, * FROM ({source}) "
+        f"ORDER BY {order}"
+    )
+
+
+def _summarise(con: duckdb.DuckDBPyConnection, run_id: int, mode: str, written: int) -> RunResult:
+    def rows(query: str) -> list[dict]:
+        cur = con.execute(query, [run_id])
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+    invoices = rows(
+        """
+        SELECT contract_id, period, any_value(currency) AS currency,
+               sum(amount) FILTER (WHERE line_type IN ('usage', 'fixed_fee', 'minimum', 'surge'))
+                   AS charges,
+               coalesce(sum(amount) FILTER (WHERE line_type IN ('credit', 'earn_back', 'bonus')), 0)
+                   AS credits_and_bonus,
+               coalesce(sum(amount) FILTER (WHERE line_type = 'gain_share'), 0) AS gain_share,
+               coalesce(sum(amount) FILTER (WHERE line_type = 'adjustment'), 0) AS adjustments,
+               sum(amount) AS amount_due, count(*) AS lines
+        FROM invoice_lines WHERE run_id = ?
+        GROUP BY contract_id, period ORDER BY contract_id, period
+        """
+    )
+    recon = rows(
+        """
+        SELECT contract_id, period, sum(billed_amount) AS billed,
+               sum(difference) AS difference,
+               count(*) FILTER (WHERE status <> 'match') AS exceptions
+        FROM invoice_reconciliation WHERE run_id = ?
+        GROUP BY contract_id, period ORDER BY contract_id, period
+        """
+    )
+    adjustments = rows(
+        "SELECT contract_id, period, billed_in_period, line_key, delta, reason "
+        "FROM adjustments WHERE run_id = ? ORDER BY contract_id, period, line_key"
+    )
+    return RunResult(run_id, mode, written, invoices, adjustments, recon)
+
+
+def close(
+    db_path: Path,
+    period: dt.date,
+    contract_ids: set[str] | None = None,
+    progress: Progress = _quiet,
+) -> list[tuple[str, dt.date, int]]:
+    """Lock a month: its current run becomes its closing run, for good."""
+    con = connect_for_write(db_path)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        ensure_schema(con)
+        candidates = con.execute(
+            """
+            SELECT s.contract_id, s.status, c.run_id
+            FROM period_status s
+            LEFT JOIN current_run_periods c USING (contract_id, period)
+            WHERE s.period = ?
+            ORDER BY s.contract_id
+            """,
+            [period],
+        ).fetchall()
+        known = {r[0] for r in candidates}
+        wanted = contract_ids or known
+        missing = sorted(wanted - known)
+        if missing:
+            raise SettleError(
+                f"cannot close {fmt(period)} for {', '.join(missing)}: the month has not been "
+                "settled yet (run `settle run` first)"
+            )
+        closed = []
+        for contract_id, status, run_id in candidates:
+            if contract_id not in wanted:
+                continue
+            if status == "closed":
+                progress(f"{contract_id} {fmt(period)} is already closed")
+                continue
+            con.execute(
+                "UPDATE period_status SET status = 'closed', closed_at = ?, closed_run_id = ? "
+                "WHERE contract_id = ? AND period = ? AND status = 'open'",
+                [dt.datetime.now(dt.UTC).replace(tzinfo=None), run_id, contract_id, period],
+            )
+            closed.append((contract_id, period, run_id))
+        con.execute("COMMIT")
+        return closed
+    except BaseException:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+        raise
+    finally:
+        con.close()

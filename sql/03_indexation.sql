@@ -1,0 +1,134 @@
+-- Grain of calc_index_factors: one row per contract, review month and index of its basket.
+-- Grain of calc_month_factors: one row per contract and month: the factor in force.
+--
+-- SPEC 4. At review n (first_review + n x review_every_months) the reference month is
+-- review - lag_months. chained: each index's change against the previous reference month is
+-- clamped to [floor, cap] and the factor compounds: factor_n = round(factor_(n-1) x
+-- (1 + sum(weight x change)), factor_scale). base_relative (FIDIC 13.8): factor_n =
+-- round((1 - sum(weight)) + sum(weight x I(ref) / I(base_period)), factor_scale), held within
+-- [factor_(n-1) x (1 + floor), factor_(n-1) x (1 + cap)] and rounded again. Ratios are exact
+-- quotients rounded to 10 places (div_round).
+
+CREATE OR REPLACE TEMP TABLE calc_reviews AS
+WITH last_month AS (
+    SELECT contract_id, max(period) AS last_period FROM calc_months GROUP BY contract_id
+)
+SELECT
+    i.contract_id,
+    r.n,
+    (i.first_review + to_months(CAST(r.n * i.review_every_months AS INTEGER)))::DATE AS review_period,
+    (i.first_review + to_months(CAST(r.n * i.review_every_months - i.lag_months AS INTEGER)))::DATE
+        AS reference_period,
+    CASE
+        WHEN i.method = 'base_relative' OR r.n = 0 THEN i.base_period
+        ELSE (i.first_review
+              + to_months(CAST((r.n - 1) * i.review_every_months - i.lag_months AS INTEGER)))::DATE
+    END AS previous_reference_period,
+    i.method, i.cap, i.floor, i.factor_scale, c.rounding_mode
+FROM cfg_indexation i
+JOIN last_month l USING (contract_id)
+JOIN cfg_contracts c USING (contract_id)
+CROSS JOIN LATERAL (
+    SELECT unnest(range(0, months_between(i.first_review, l.last_period) // i.review_every_months + 1)) AS n
+) r
+WHERE i.first_review <= l.last_period;
+
+-- Index values a review needs but the inputs do not have: the engine stops on any row here.
+CREATE OR REPLACE TEMP TABLE calc_missing_index_values AS
+SELECT DISTINCT r.contract_id, w.index_id, needed.period, r.review_period
+FROM calc_reviews r
+JOIN cfg_index_weights w USING (contract_id)
+CROSS JOIN LATERAL (SELECT unnest([r.reference_period, r.previous_reference_period]) AS period) needed
+LEFT JOIN in_index_values v ON v.index_id = w.index_id AND v.period = needed.period
+WHERE v.index_id IS NULL;
+
+CREATE OR REPLACE TEMP TABLE calc_index_changes AS
+SELECT
+    r.contract_id, r.n, r.review_period, w.index_id, w.weight,
+    r.reference_period, ref.value AS reference_value,
+    r.previous_reference_period, prev.value AS previous_reference_value,
+    div_round(ref.value, prev.value, 10, 'half_up') - 1 AS raw_change,
+    CASE
+        WHEN r.method = 'base_relative' THEN div_round(ref.value, prev.value, 10, 'half_up') - 1
+        ELSE least(
+            greatest(div_round(ref.value, prev.value, 10, 'half_up') - 1, coalesce(r.floor, -1)),
+            coalesce(r.cap, 1000000)
+        )
+    END AS applied_change
+FROM calc_reviews r
+JOIN cfg_index_weights w USING (contract_id)
+JOIN in_index_values ref ON ref.index_id = w.index_id AND ref.period = r.reference_period
+JOIN in_index_values prev ON prev.index_id = w.index_id AND prev.period = r.previous_reference_period;
+
+CREATE OR REPLACE TEMP TABLE calc_review_steps AS
+WITH weighted AS (
+    SELECT
+        contract_id, n,
+        sum(weight) AS total_weight,
+        sum(weight * applied_change) AS weighted_change,
+        sum(weight * (1 + applied_change)) AS weighted_ratio
+    FROM calc_index_changes
+    GROUP BY contract_id, n
+)
+SELECT
+    r.contract_id, r.n, r.review_period, r.method, r.cap, r.floor, r.factor_scale,
+    r.rounding_mode,
+    -- chained: 1 + sum(weight x clamped change); base_relative: the unheld FIDIC factor
+    CASE
+        WHEN r.method = 'base_relative' THEN round_to(
+            (1 - w.total_weight) + w.weighted_ratio, r.factor_scale, r.rounding_mode)
+        ELSE 1 + w.weighted_change
+    END AS step
+FROM calc_reviews r
+JOIN weighted w USING (contract_id, n);
+
+CREATE OR REPLACE TEMP TABLE calc_review_factors AS
+WITH RECURSIVE chain(contract_id, n, previous_factor, factor) AS (
+    SELECT contract_id, n, CAST(1 AS DECIMAL(38, 10)),
+        CAST(CASE
+            WHEN method = 'base_relative' THEN round_to(
+                least(greatest(step, 1 + coalesce(floor, -1)), 1 + coalesce(cap, 1000000)),
+                factor_scale, rounding_mode)
+            ELSE round_to(step, factor_scale, rounding_mode)
+        END AS DECIMAL(38, 10))
+    FROM calc_review_steps WHERE n = 0
+    UNION ALL
+    SELECT s.contract_id, s.n, c.factor,
+        CAST(CASE
+            WHEN s.method = 'base_relative' THEN round_to(
+                least(
+                    greatest(s.step, c.factor * (1 + coalesce(s.floor, -1))),
+                    c.factor * (1 + coalesce(s.cap, 1000000))),
+                s.factor_scale, s.rounding_mode)
+            ELSE round_to(c.factor * s.step, s.factor_scale, s.rounding_mode)
+        END AS DECIMAL(38, 10))
+    FROM chain c
+    JOIN calc_review_steps s ON s.contract_id = c.contract_id AND s.n = c.n + 1
+)
+SELECT ch.*, s.review_period, s.step
+FROM chain ch JOIN calc_review_steps s USING (contract_id, n);
+
+CREATE OR REPLACE TEMP TABLE calc_index_factors AS
+SELECT
+    ch.contract_id, ch.review_period AS period, ch.index_id, ch.weight,
+    ch.reference_period, ch.reference_value,
+    ch.previous_reference_period, ch.previous_reference_value,
+    ch.raw_change, ch.applied_change,
+    f.previous_factor,
+    -- before rounding (chained) or before the hold within floor and cap (base_relative)
+    CASE WHEN s.method = 'base_relative' THEN f.step ELSE f.previous_factor * f.step END
+        AS unrounded_factor,
+    f.factor,
+    s.method
+FROM calc_index_changes ch
+JOIN calc_review_factors f USING (contract_id, n)
+JOIN calc_review_steps s USING (contract_id, n);
+
+CREATE OR REPLACE TEMP TABLE calc_month_factors AS
+SELECT
+    m.contract_id, m.period,
+    coalesce(f.factor, CAST(1 AS DECIMAL(38, 10))) AS factor,
+    f.review_period
+FROM calc_months m
+ASOF LEFT JOIN calc_review_factors f
+    ON f.contract_id = m.contract_id AND m.period >= f.review_period;

@@ -1,0 +1,221 @@
+-- Pricing (SPEC 3). Grains:
+--   calc_line_months   one row per contract, service line and month: units, terms and prices in force
+--   calc_usage_bands   one row per contract, service line, month and band reached
+--   calc_charge_lines  one row per invoice line of charges: usage, minimum, surge, fixed fee
+--
+-- Prices on an indexed line move with the month's factor: rates to rate_scale, money amounts
+-- (flat fees, package price, minimum and maximum charge) to amount_scale. Every line amount is
+-- rounded once, here, with the contract's rounding mode.
+
+CREATE OR REPLACE TEMP TABLE calc_pricing_in_force AS
+SELECT m.contract_id, sl.service_line_id, m.period, p.* EXCLUDE (contract_id, service_line_id)
+FROM calc_months m
+JOIN cfg_service_lines sl USING (contract_id)
+ASOF JOIN (
+    SELECT * FROM cfg_pricing WHERE agreed_on <= (SELECT as_known_at FROM run_params)
+) p ON p.contract_id = m.contract_id
+   AND p.service_line_id = sl.service_line_id
+   AND m.period >= p.effective_from;
+
+CREATE OR REPLACE TEMP TABLE calc_line_months AS
+SELECT
+    p.contract_id, p.service_line_id, p.period,
+    sl.description, sl.unit, sl.indexed, sl.line_order,
+    p.effective_from AS pricing_from, p.model, p.itemise_bands,
+    c.rounding_mode, c.amount_scale, c.rate_scale, c.currency,
+    CASE WHEN sl.indexed THEN f.factor ELSE CAST(1 AS DECIMAL(38, 10)) END AS index_factor,
+    coalesce(v.units, 0)::DECIMAL(38, 6) AS units,
+    v.forecast_units,
+    p.minimum_units,
+    p.package_size,
+    -- prices in force this month, indexed where the line is
+    CASE WHEN sl.indexed THEN round_to(p.package_price * f.factor, c.amount_scale, c.rounding_mode)
+         ELSE p.package_price END AS package_price,
+    CASE WHEN sl.indexed THEN round_to(p.minimum_charge * f.factor, c.amount_scale, c.rounding_mode)
+         ELSE p.minimum_charge END AS minimum_charge,
+    CASE WHEN sl.indexed THEN round_to(p.maximum_charge * f.factor, c.amount_scale, c.rounding_mode)
+         ELSE p.maximum_charge END AS maximum_charge,
+    p.surge_rate AS surge_base_rate,
+    CASE WHEN sl.indexed THEN round_to(p.surge_rate * f.factor, c.rate_scale, c.rounding_mode)
+         ELSE p.surge_rate END AS surge_rate,
+    -- units above forecast x (1 + over_forecast_pct) are billed at the surge rate
+    CASE
+        WHEN p.surge_rate IS NULL OR v.forecast_units IS NULL THEN NULL
+        ELSE v.forecast_units * (1 + p.surge_over_forecast_pct)
+    END AS surge_threshold
+FROM calc_pricing_in_force p
+JOIN cfg_service_lines sl USING (contract_id, service_line_id)
+JOIN cfg_contracts c USING (contract_id)
+JOIN calc_month_factors f USING (contract_id, period)
+LEFT JOIN in_volumes v USING (contract_id, service_line_id, period);
+
+CREATE OR REPLACE TEMP TABLE calc_line_units AS
+SELECT
+    *,
+    greatest(coalesce(units - surge_threshold, 0), 0)::DECIMAL(38, 12) AS surge_units,
+    (units - greatest(coalesce(units - surge_threshold, 0), 0))::DECIMAL(38, 12) AS banded_units
+FROM calc_line_months;
+
+CREATE OR REPLACE TEMP TABLE calc_bands_in_force AS
+SELECT
+    l.contract_id, l.service_line_id, l.period, b.band, b.lower_bound, b.up_to,
+    b.rate AS base_rate, b.flat_fee AS base_flat_fee,
+    CASE WHEN l.indexed THEN round_to(b.rate * l.index_factor, l.rate_scale, l.rounding_mode)
+         ELSE b.rate END AS rate,
+    CASE WHEN l.indexed THEN round_to(b.flat_fee * l.index_factor, l.amount_scale, l.rounding_mode)
+         ELSE b.flat_fee END AS flat_fee
+FROM calc_line_units l
+JOIN cfg_bands b
+  ON b.contract_id = l.contract_id
+ AND b.service_line_id = l.service_line_id
+ AND b.effective_from = l.pricing_from;
+
+CREATE OR REPLACE TEMP TABLE calc_usage_bands AS
+WITH placed AS (
+    SELECT
+        l.contract_id, l.service_line_id, l.period, l.model, l.banded_units,
+        b.band, b.lower_bound, b.up_to, b.base_rate, b.rate, b.base_flat_fee, b.flat_fee,
+        -- the band the month's total falls in: (lower, up_to], the first band from zero
+        l.banded_units > 0
+            AND (l.banded_units > b.lower_bound OR b.band = 1)
+            AND (b.up_to IS NULL OR l.banded_units <= b.up_to) AS holds_total,
+        greatest(least(l.banded_units, coalesce(b.up_to, l.banded_units)) - b.lower_bound, 0)
+            AS units_inside
+    FROM calc_line_units l
+    JOIN calc_bands_in_force b USING (contract_id, service_line_id, period)
+    WHERE l.model <> 'package'
+)
+SELECT
+    contract_id, service_line_id, period, model, band, lower_bound, up_to,
+    CASE
+        WHEN model IN ('graduated', 'per_unit') THEN units_inside
+        WHEN model = 'volume' THEN banded_units
+        ELSE CAST(0 AS DECIMAL(38, 12))
+    END AS units,
+    base_rate, rate, base_flat_fee, flat_fee,
+    CASE
+        WHEN model IN ('graduated', 'per_unit')
+            THEN units_inside * rate + CASE WHEN units_inside > 0 THEN flat_fee ELSE 0 END
+        WHEN model = 'volume' THEN banded_units * rate + flat_fee
+        WHEN model = 'stairstep' THEN flat_fee
+    END AS amount_unrounded
+FROM placed
+WHERE (model IN ('graduated', 'per_unit') AND units_inside > 0)
+   OR (model IN ('volume', 'stairstep') AND holds_total);
+
+-- One row per usage invoice line (per band when the line is itemised).
+CREATE OR REPLACE TEMP TABLE calc_usage_lines AS
+WITH banded AS (
+    SELECT
+        l.contract_id, l.service_line_id, l.period,
+        CASE WHEN l.itemise_bands AND l.model = 'graduated' THEN b.band END AS item_band,
+        max(b.band) AS band,
+        sum(b.units) AS units,
+        CASE WHEN count(*) = 1 THEN any_value(b.base_rate) END AS base_rate,
+        CASE WHEN count(*) = 1 THEN any_value(b.rate) END AS rate,
+        sum(b.amount_unrounded) AS amount_unrounded
+    FROM calc_line_units l
+    JOIN calc_usage_bands b USING (contract_id, service_line_id, period)
+    GROUP BY ALL
+),
+packaged AS (
+    SELECT
+        contract_id, service_line_id, period, NULL::INTEGER AS item_band, NULL::INTEGER AS band,
+        banded_units AS units, NULL::DECIMAL(38, 10) AS base_rate, package_price AS rate,
+        div_round(banded_units, package_size, 0, 'ceiling') * package_price AS amount_unrounded
+    FROM calc_line_units
+    WHERE model = 'package' AND banded_units > 0
+)
+SELECT
+    u.contract_id, u.service_line_id, u.period, u.item_band, u.band, u.units,
+    u.base_rate, u.rate,
+    u.amount_unrounded,
+    -- maximum_charge caps the usage charge before it is rounded
+    round_to(
+        CASE WHEN l.maximum_charge IS NOT NULL AND u.item_band IS NULL
+             THEN least(u.amount_unrounded, l.maximum_charge) ELSE u.amount_unrounded END,
+        l.amount_scale, l.rounding_mode
+    ) AS amount,
+    u.item_band IS NULL AND l.maximum_charge IS NOT NULL
+        AND u.amount_unrounded > l.maximum_charge AS capped
+FROM (SELECT * FROM banded UNION ALL SELECT * FROM packaged) u
+JOIN calc_line_units l USING (contract_id, service_line_id, period);
+
+CREATE OR REPLACE TEMP TABLE calc_minimum_lines AS
+WITH usage AS (
+    SELECT contract_id, service_line_id, period, sum(amount) AS usage_amount
+    FROM calc_usage_lines GROUP BY ALL
+),
+first_band AS (
+    SELECT contract_id, service_line_id, period, rate, base_rate
+    FROM calc_bands_in_force WHERE band = 1
+),
+shortfall AS (
+    SELECT
+        l.*,
+        coalesce(u.usage_amount, 0) AS usage_amount,
+        fb.rate AS first_rate, fb.base_rate AS first_base_rate,
+        greatest(coalesce(l.minimum_units - l.units, 0), 0) AS shortfall_units,
+        round_to(greatest(coalesce(l.minimum_units - l.units, 0), 0) * coalesce(fb.rate, 0),
+                 l.amount_scale, l.rounding_mode) AS shortfall_amount
+    FROM calc_line_units l
+    LEFT JOIN usage u USING (contract_id, service_line_id, period)
+    LEFT JOIN first_band fb USING (contract_id, service_line_id, period)
+)
+SELECT
+    contract_id, service_line_id, period,
+    shortfall_units, first_base_rate, first_rate, shortfall_amount, usage_amount, minimum_charge,
+    -- take-or-pay units at the first band's rate, then a top-up to the money floor
+    shortfall_amount
+        + greatest(coalesce(minimum_charge - usage_amount - shortfall_amount, 0), 0) AS amount
+FROM shortfall
+WHERE shortfall_units > 0 OR (minimum_charge IS NOT NULL AND usage_amount < minimum_charge);
+
+CREATE OR REPLACE TEMP TABLE calc_fixed_fee_lines AS
+SELECT
+    m.contract_id, m.period, f.fee_id, f.description, f.fee_order, f.indexed,
+    f.amount AS base_amount,
+    CASE WHEN f.indexed THEN mf.factor ELSE CAST(1 AS DECIMAL(38, 10)) END AS index_factor,
+    round_to(f.amount * CASE WHEN f.indexed THEN mf.factor ELSE 1 END,
+             c.amount_scale, c.rounding_mode) AS amount
+FROM calc_months m
+JOIN cfg_contracts c USING (contract_id)
+JOIN calc_month_factors mf USING (contract_id, period)
+JOIN (SELECT DISTINCT contract_id, fee_id FROM cfg_fixed_fees) ids USING (contract_id)
+ASOF JOIN (
+    SELECT * FROM cfg_fixed_fees WHERE agreed_on <= (SELECT as_known_at FROM run_params)
+) f ON f.contract_id = m.contract_id AND f.fee_id = ids.fee_id AND m.period >= f.effective_from;
+
+CREATE OR REPLACE TEMP TABLE calc_charge_lines AS
+SELECT
+    u.contract_id, u.period,
+    'usage:' || u.service_line_id || coalesce(':band' || u.item_band, '') AS line_key,
+    u.service_line_id, NULL::VARCHAR AS fee_id, 'usage' AS charge_type, u.band,
+    l.model AS pricing_model, l.pricing_from,
+    u.units, u.base_rate, l.index_factor, u.rate, u.amount_unrounded, u.amount, u.capped,
+    l.description || coalesce(' band ' || u.item_band, '') AS description,
+    10 + l.line_order * 10 AS sort_order
+FROM calc_usage_lines u
+JOIN calc_line_units l USING (contract_id, service_line_id, period)
+UNION ALL
+SELECT
+    contract_id, period, 'surge:' || service_line_id, service_line_id, NULL, 'surge', NULL,
+    model, pricing_from, surge_units, surge_base_rate, index_factor, surge_rate,
+    surge_units * surge_rate, round_to(surge_units * surge_rate, amount_scale, rounding_mode),
+    false, description || ' surge above forecast', 11 + line_order * 10
+FROM calc_line_units
+WHERE surge_units > 0
+UNION ALL
+SELECT
+    mn.contract_id, mn.period, 'minimum:' || mn.service_line_id, mn.service_line_id, NULL,
+    'minimum', 1, l.model, l.pricing_from, mn.shortfall_units, mn.first_base_rate,
+    l.index_factor, mn.first_rate, mn.amount, mn.amount, false,
+    l.description || ' minimum commitment', 12 + l.line_order * 10
+FROM calc_minimum_lines mn
+JOIN calc_line_units l USING (contract_id, service_line_id, period)
+UNION ALL
+SELECT
+    contract_id, period, 'fixed:' || fee_id, NULL, fee_id, 'fixed_fee', NULL, NULL, NULL,
+    NULL, base_amount, index_factor, NULL, base_amount * index_factor, amount, false,
+    description, 5000 + fee_order
+FROM calc_fixed_fee_lines;

@@ -1,0 +1,356 @@
+-- Gain-share (SPEC 5). Grains:
+--   calc_gain_share_months  one row per gain-share contract and month of its history: the scope's
+--                           units and charges, the baseline and factor in force, the month's
+--                           baseline cost, actual cost and savings (the auditor's detail)
+--   calc_gain_share         one row per contract and settled window (calendar month, quarter or
+--                           year aligned to January): savings, threshold, tiers, cap, gates, amount
+--   calc_gain_share_lines   one invoice line `gain_share` per window whose amount is not zero,
+--                           billed on the window's last month in the term
+--
+-- The rule: V = units of the scope lines; C = their charges before credits (usage, minimum, surge;
+-- a fixed fee only if it is itself in scope); B = sum of baseline_m x V_m (x the month's factor
+-- when baseline_indexed) for unit_cost, sum of baseline_m for total_cost; S = B - C. For volume,
+-- S = sum of (baseline_m - units_m) x value_per_unit. If |S| < threshold_pct x B nothing is shared
+-- (at exactly the threshold it is). Otherwise the provider gets the marginal tiered share of |S|
+-- (pain tiers for an overrun), + for a gain, - for an overrun only when pain_share, capped in
+-- absolute value at `cap`, and a gain is zeroed when a gate KPI failed in any month of the window.
+-- The amount is rounded once, at the line, with the contract's rounding.
+--
+-- Window dates are month starts like every `period`: Q2 2025 is window_start 2025-04-01 and
+-- window_end 2025-06-01. A window is settled once its last month in the term (billed_period: the
+-- window end, or the contract end when that comes first) is in calc_months; months before the
+-- contract start are not part of it.
+--
+-- Money stays DECIMAL throughout. Products are cast to DECIMAL(38, 12) where noted: DuckDB adds
+-- the scales of a product (baseline 6 + units 6 + factor 10 = 22, then x share 6 = 28), which leaves
+-- too few integer digits for portfolio-sized sums and would overflow. 12 places keeps 26 integer
+-- digits and is ten places below any amount scale, so the single rounding at the line is unaffected.
+
+-- Numbers for descriptions: x as text with thousands separators (when sep), its fraction cut to
+-- max_dp places (callers round first) and trailing zeros dropped down to min_dp places. Built from
+-- the decimal's own text, so no float ever formats a money amount.
+CREATE OR REPLACE TEMP MACRO gain_share_fmt(x, min_dp, max_dp, sep) AS (
+    WITH parts AS (
+        SELECT
+            CASE WHEN x < 0 THEN '-' ELSE '' END AS sign,
+            split_part(CAST(abs(x) AS VARCHAR), '.', 1) AS int_part,
+            rtrim(left(split_part(CAST(abs(x) AS VARCHAR), '.', 2), max_dp), '0') AS frac
+    )
+    SELECT
+        sign
+        || CASE WHEN sep THEN format('{:,}', CAST(int_part AS HUGEINT)) ELSE int_part END
+        || CASE
+            WHEN greatest(length(frac), min_dp) = 0 THEN ''
+            ELSE '.' || rpad(frac, greatest(length(frac), min_dp), '0')
+        END
+    FROM parts
+);
+
+CREATE OR REPLACE TEMP TABLE calc_gain_share_months AS
+WITH terms AS (
+    SELECT
+        g.*,
+        c.end_period, c.rounding_mode, c.amount_scale,
+        -- the scope's unit for descriptions ('contact'); a mixed scope has no single unit
+        (SELECT CASE WHEN count(DISTINCT sl.unit) = 1 THEN any_value(sl.unit) END
+         FROM cfg_gain_scope s
+         JOIN cfg_service_lines sl
+           ON sl.contract_id = s.contract_id AND sl.service_line_id = s.item_id
+         WHERE s.contract_id = g.contract_id) AS scope_unit
+    FROM cfg_gain_share g
+    JOIN cfg_contracts c USING (contract_id)
+),
+month_windows AS (
+    SELECT
+        m.contract_id, m.period, t.*,
+        CASE t.settle_every
+            WHEN 'month' THEN m.period
+            WHEN 'quarter' THEN make_date(year(m.period), (month(m.period) - 1) // 3 * 3 + 1, 1)
+            ELSE make_date(year(m.period), 1, 1)
+        END AS window_start,
+        CASE t.settle_every WHEN 'month' THEN 1 WHEN 'quarter' THEN 3 ELSE 12 END AS window_months,
+        -- calc_months runs without gaps from the contract start, so a window whose last month in
+        -- the term is not beyond the last month here has every one of its months here too
+        max(m.period) OVER (PARTITION BY m.contract_id) AS last_month
+    FROM calc_months m
+    JOIN terms t USING (contract_id)
+),
+windows AS (
+    SELECT
+        * EXCLUDE (window_months, last_month),
+        (window_start + to_months(window_months - 1))::DATE AS window_end,
+        least((window_start + to_months(window_months - 1))::DATE, coalesce(end_period, DATE '9999-12-01'))
+            AS billed_period,
+        least((window_start + to_months(window_months - 1))::DATE, coalesce(end_period, DATE '9999-12-01'))
+            <= last_month AS window_settled
+    FROM month_windows
+),
+scope_units AS (
+    -- calc_line_months has one row per service line and month with its total units, however the
+    -- line is itemised on the invoice
+    SELECT l.contract_id, l.period, sum(l.units) AS units
+    FROM calc_line_months l
+    JOIN cfg_gain_scope s ON s.contract_id = l.contract_id AND s.item_id = l.service_line_id
+    GROUP BY ALL
+),
+scope_charges AS (
+    -- charges before credits: a service line's usage, minimum and surge lines, and a fixed fee's
+    -- line only when the fee itself is in scope; the charge types are listed so that no other kind
+    -- of line can ever slip into the actual cost
+    SELECT cl.contract_id, cl.period, sum(cl.amount) AS charges
+    FROM calc_charge_lines cl
+    JOIN cfg_gain_scope s
+      ON s.contract_id = cl.contract_id
+     AND s.item_id = coalesce(cl.service_line_id, cl.fee_id)
+    WHERE (cl.charge_type IN ('usage', 'minimum', 'surge') AND cl.service_line_id IS NOT NULL)
+       OR (cl.charge_type = 'fixed_fee' AND cl.fee_id IS NOT NULL)
+    GROUP BY ALL
+),
+known_baselines AS (
+    -- a rebasing counts only once agreed, so `--as-known-at` rebuilds a window as it was known
+    SELECT * FROM cfg_baselines WHERE agreed_on <= (SELECT as_known_at FROM run_params)
+),
+with_baseline AS (
+    SELECT
+        w.*,
+        coalesce(u.units, 0)::DECIMAL(38, 6) AS units,
+        coalesce(ch.charges, 0)::DECIMAL(38, 10) AS charges,
+        b.effective_from AS baseline_from,
+        b.agreed_on AS baseline_agreed_on,
+        coalesce(b.reason, 'baseline from ' || strftime(b.effective_from, '%Y-%m')) AS baseline_reason,
+        b.value AS baseline,
+        f.factor AS index_factor,
+        -- a volume baseline is a count of units, which indexation does not move
+        CASE WHEN w.baseline_indexed AND w.measure <> 'volume' THEN f.factor
+             ELSE CAST(1 AS DECIMAL(38, 10)) END AS baseline_factor
+    FROM windows w
+    JOIN calc_month_factors f USING (contract_id, period)
+    LEFT JOIN scope_units u USING (contract_id, period)
+    LEFT JOIN scope_charges ch USING (contract_id, period)
+    ASOF LEFT JOIN known_baselines b
+      ON b.contract_id = w.contract_id AND w.period >= b.effective_from
+)
+SELECT
+    contract_id, period, window_start, window_end, billed_period, window_settled,
+    measure, settle_every, baseline_indexed, value_per_unit, scope_unit,
+    rounding_mode, amount_scale,
+    units, charges,
+    baseline, baseline_from, baseline_agreed_on, baseline_reason,
+    index_factor, baseline_factor,
+    -- DECIMAL(38, 12) here: see the header (6 + 6 + 10 places would leave 16 integer digits)
+    CAST(CASE measure
+        WHEN 'unit_cost' THEN CAST(baseline * units AS DECIMAL(38, 12)) * baseline_factor
+        WHEN 'total_cost' THEN baseline * baseline_factor
+        ELSE baseline * value_per_unit
+    END AS DECIMAL(38, 12)) AS baseline_cost,
+    CAST(CASE measure
+        WHEN 'volume' THEN units * value_per_unit
+        ELSE charges
+    END AS DECIMAL(38, 12)) AS actual_cost,
+    CAST(CASE measure
+        WHEN 'unit_cost' THEN CAST(baseline * units AS DECIMAL(38, 12)) * baseline_factor - charges
+        WHEN 'total_cost' THEN baseline * baseline_factor - charges
+        ELSE (baseline - units) * value_per_unit
+    END AS DECIMAL(38, 12)) AS savings
+FROM with_baseline
+ORDER BY contract_id, period;
+
+CREATE OR REPLACE TEMP TABLE calc_gain_share AS
+WITH window_totals AS (
+    SELECT
+        contract_id, window_start,
+        any_value(window_end) AS window_end,
+        any_value(billed_period) AS billed_period,
+        any_value(measure) AS measure,
+        any_value(settle_every) AS settle_every,
+        any_value(value_per_unit) AS value_per_unit,
+        any_value(scope_unit) AS scope_unit,
+        any_value(baseline_indexed) AS baseline_indexed,
+        any_value(rounding_mode) AS rounding_mode,
+        any_value(amount_scale) AS amount_scale,
+        min(period) AS first_period,
+        count(*)::INTEGER AS months,
+        -- a month with no baseline agreed yet cannot be measured, so neither can its window
+        bool_and(baseline IS NOT NULL) AS has_baseline,
+        sum(units) AS volume,
+        sum(baseline_cost) AS baseline_cost,
+        sum(actual_cost) AS actual_cost,
+        sum(savings) AS savings
+    FROM calc_gain_share_months
+    WHERE window_settled
+    GROUP BY contract_id, window_start
+),
+baselines_used AS (
+    SELECT
+        contract_id, window_start,
+        string_agg(baseline_reason, '; ' ORDER BY baseline_from) AS baseline_reason,
+        string_agg(
+            gain_share_fmt(baseline, CASE WHEN measure = 'volume' THEN 0 ELSE 2 END, 6, true),
+            ' then ' ORDER BY baseline_from
+        ) AS baseline_values
+    FROM (
+        SELECT DISTINCT contract_id, window_start, measure, baseline_from, baseline_reason, baseline
+        FROM calc_gain_share_months
+        WHERE window_settled AND baseline IS NOT NULL
+    )
+    GROUP BY ALL
+),
+gate_failures AS (
+    -- a failure in any month of the window, excused months being neither met nor failed
+    SELECT
+        m.contract_id, m.window_start,
+        string_agg(k.kpi_id || ' ' || strftime(k.period, '%Y-%m'), ', ' ORDER BY k.period, k.kpi_id)
+            AS gate_failures
+    FROM calc_gain_share_months m
+    JOIN cfg_gain_gates g USING (contract_id)
+    JOIN calc_kpi_results k
+      ON k.contract_id = m.contract_id AND k.kpi_id = g.kpi_id AND k.period = m.period
+    WHERE m.window_settled AND k.status = 'failed'
+    GROUP BY ALL
+),
+thresholds AS (
+    SELECT
+        w.*,
+        g.threshold_pct, g.pain_share, g.cap,
+        g.threshold_pct * w.baseline_cost AS threshold_amount,
+        -- the cliff: strictly below the threshold nothing is shared, at the threshold all of it is
+        w.has_baseline AND abs(w.savings) < g.threshold_pct * w.baseline_cost AS below_threshold,
+        CASE WHEN w.savings >= 0 THEN 'gain' ELSE 'pain' END AS kind
+    FROM window_totals w
+    JOIN cfg_gain_share g USING (contract_id)
+),
+tier_parts AS (
+    -- the part of |S| inside each tier (lower_bound, up_to]: tiers are marginal, like bands
+    SELECT
+        t.contract_id, t.window_start, tr.tier, tr.provider_share,
+        greatest(least(abs(t.savings), coalesce(tr.up_to, abs(t.savings))) - tr.lower_bound, 0)
+            AS part,
+        t.rounding_mode, t.amount_scale
+    FROM thresholds t
+    JOIN cfg_gain_tiers tr ON tr.contract_id = t.contract_id AND tr.kind = t.kind
+    WHERE t.has_baseline AND NOT t.below_threshold
+),
+tiered AS (
+    SELECT
+        contract_id, window_start,
+        sum(provider_share * part) AS tiered_abs,
+        string_agg(
+            gain_share_fmt(round_to(part, amount_scale, rounding_mode), amount_scale, amount_scale, false)
+                || ' x ' || gain_share_fmt(provider_share, 2, 6, false),
+            ' + ' ORDER BY tier
+        ) AS tiers_applied
+    FROM tier_parts
+    WHERE part > 0
+    GROUP BY ALL
+),
+signed AS (
+    SELECT
+        t.*,
+        coalesce(x.tiered_abs, 0) AS tiered_abs,
+        x.tiers_applied,
+        coalesce(f.gate_failures IS NOT NULL, false) AS gate_failed,
+        f.gate_failures,
+        b.baseline_reason, b.baseline_values,
+        CASE
+            WHEN t.kind = 'gain' THEN coalesce(x.tiered_abs, 0)
+            ELSE -coalesce(x.tiered_abs, 0)
+        END AS tiered_amount,
+        -- an overrun is only credited to the client when the contract shares pain
+        CASE
+            WHEN t.kind = 'gain' THEN coalesce(x.tiered_abs, 0)
+            WHEN t.pain_share THEN -coalesce(x.tiered_abs, 0)
+            ELSE 0
+        END AS shared_amount
+    FROM thresholds t
+    LEFT JOIN tiered x USING (contract_id, window_start)
+    LEFT JOIN gate_failures f USING (contract_id, window_start)
+    LEFT JOIN baselines_used b USING (contract_id, window_start)
+),
+capped AS (
+    SELECT
+        *,
+        cap IS NOT NULL AND abs(shared_amount) > cap AS capped,
+        CASE
+            WHEN cap IS NOT NULL AND shared_amount > cap THEN cap
+            WHEN cap IS NOT NULL AND shared_amount < -cap THEN -cap
+            ELSE shared_amount
+        END AS capped_amount
+    FROM signed
+),
+gated AS (
+    -- a failed gate withholds a gain only: an overrun is credited to the client regardless
+    SELECT
+        *,
+        gate_failed AND capped_amount > 0 AS gated,
+        CASE WHEN gate_failed AND capped_amount > 0 THEN 0 ELSE capped_amount END AS final_amount
+    FROM capped
+)
+SELECT
+    contract_id, window_start, window_end, billed_period,
+    billed_period AS period,
+    first_period, months, settle_every, measure,
+    CAST(volume AS DECIMAL(38, 6)) AS volume,
+    value_per_unit,
+    CAST(baseline_cost AS DECIMAL(38, 12)) AS baseline_cost,
+    CAST(actual_cost AS DECIMAL(38, 12)) AS actual_cost,
+    CAST(savings AS DECIMAL(38, 12)) AS savings,
+    CAST(threshold_pct AS DECIMAL(38, 6)) AS threshold_pct,
+    CAST(threshold_amount AS DECIMAL(38, 18)) AS threshold_amount,
+    coalesce(below_threshold, false) AS below_threshold,
+    kind,
+    CAST(tiered_amount AS DECIMAL(38, 18)) AS tiered_amount,
+    tiers_applied,
+    pain_share,
+    CAST(cap AS DECIMAL(38, 6)) AS cap,
+    capped,
+    gate_failed,
+    gate_failures,
+    gated,
+    CAST(final_amount AS DECIMAL(38, 18)) AS provider_amount_unrounded,
+    round_to(final_amount, amount_scale, rounding_mode) AS provider_amount,
+    CASE
+        WHEN NOT has_baseline THEN 'no_baseline'
+        WHEN below_threshold THEN 'below_threshold'
+        WHEN gated THEN 'gated'
+        WHEN kind = 'pain' AND NOT pain_share THEN 'pain_not_shared'
+        ELSE kind
+    END AS outcome,
+    baseline_reason,
+    -- the invoice text: the window, the savings (or overrun) and the baseline it was measured on
+    'Gain-share '
+        || CASE settle_every
+            WHEN 'month' THEN strftime(window_start, '%b %Y')
+            WHEN 'quarter' THEN 'Q' || quarter(window_start) || ' ' || year(window_start)
+            ELSE CAST(year(window_start) AS VARCHAR)
+        END
+        || ': ' || CASE WHEN kind = 'gain' THEN 'savings ' ELSE 'overrun ' END
+        || gain_share_fmt(round_to(abs(savings), amount_scale, rounding_mode), amount_scale, amount_scale, true)
+        || ' on baseline ' || coalesce(baseline_values, 'none')
+        || CASE measure
+            WHEN 'unit_cost' THEN '/' || coalesce(CASE scope_unit WHEN 'fte' THEN 'FTE' ELSE scope_unit END, 'unit')
+                || CASE WHEN baseline_indexed THEN ' indexed' ELSE '' END
+            WHEN 'total_cost' THEN '/month' || CASE WHEN baseline_indexed THEN ' indexed' ELSE '' END
+            ELSE ' ' || coalesce(CASE scope_unit WHEN 'fte' THEN 'FTE' ELSE scope_unit || 's' END, 'units')
+                || '/month at ' || gain_share_fmt(value_per_unit, 2, 6, true)
+        END
+        || CASE
+            WHEN capped THEN ', share capped at ' || gain_share_fmt(cap, amount_scale, amount_scale, true)
+            ELSE ''
+        END AS description
+FROM gated
+ORDER BY contract_id, window_start;
+
+CREATE OR REPLACE TEMP TABLE calc_gain_share_lines AS
+SELECT
+    contract_id,
+    billed_period AS period,
+    'gain_share' AS line_key,
+    'gain_share' AS line_type,
+    description,
+    CAST(NULL AS DECIMAL(38, 6)) AS quantity,
+    CAST(NULL AS DECIMAL(38, 10)) AS rate,
+    provider_amount AS amount,
+    9000 AS sort_order
+FROM calc_gain_share
+WHERE provider_amount <> 0
+ORDER BY contract_id, period;

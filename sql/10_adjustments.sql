@@ -1,0 +1,110 @@
+-- Grain of calc_adjustments: one row per contract, restated closed month and line key whose
+-- restated amount differs from what has been billed for it so far (SPEC 5).
+--
+-- A closed month is never rewritten. What was billed for one of its lines is its closing amount
+-- plus every adjustment already billed on invoices that are closed in their turn; the difference
+-- to the restated amount is billed on the contract's next open month, when this run settles it,
+-- as `adjustment:<line_key>:<YYYY-MM>`. Adjustments billed on a month that is still open are
+-- recomputed by every run of that month, so rerunning never bills a difference twice.
+
+CREATE OR REPLACE TEMP TABLE calc_adjustments AS
+WITH closed_months AS (
+    SELECT m.contract_id, m.period, m.closed_run_id, s.closed_at
+    FROM calc_months m
+    JOIN period_status s USING (contract_id, period)
+    WHERE m.is_closed
+),
+closing_lines AS (
+    SELECT il.contract_id, il.period, il.line_key, il.amount, il.description
+    FROM invoice_lines il
+    JOIN closed_months cm
+      ON il.run_id = cm.closed_run_id
+     AND il.contract_id = cm.contract_id
+     AND il.period = cm.period
+    WHERE il.line_type <> 'adjustment'
+),
+restated_lines AS (
+    SELECT r.contract_id, r.period, r.line_key, r.amount, r.description
+    FROM calc_invoice_lines r
+    JOIN closed_months USING (contract_id, period)
+),
+adjusted_on_closed_invoices AS (
+    SELECT a.contract_id, a.period, a.line_key, sum(a.delta) AS delta
+    FROM adjustments a
+    JOIN period_status s
+      ON s.contract_id = a.contract_id
+     AND s.period = a.billed_in_period
+     AND s.status = 'closed'
+     AND s.closed_run_id = a.run_id
+    JOIN closed_months cm ON cm.contract_id = a.contract_id AND cm.period = a.period
+    GROUP BY ALL
+),
+line_keys AS (
+    SELECT contract_id, period, line_key FROM closing_lines
+    UNION SELECT contract_id, period, line_key FROM restated_lines
+    UNION SELECT contract_id, period, line_key FROM adjusted_on_closed_invoices
+),
+compared AS (
+    SELECT
+        k.contract_id, k.period, k.line_key,
+        coalesce(r.description, c.description, k.line_key) AS description,
+        coalesce(c.amount, 0) AS closed_amount,
+        coalesce(a.delta, 0) AS previously_adjusted,
+        coalesce(r.amount, 0) AS restated_amount
+    FROM line_keys k
+    LEFT JOIN closing_lines c USING (contract_id, period, line_key)
+    LEFT JOIN restated_lines r USING (contract_id, period, line_key)
+    LEFT JOIN adjusted_on_closed_invoices a USING (contract_id, period, line_key)
+),
+next_open AS (
+    SELECT cm.contract_id, cm.period, min(m.period) AS billed_in_period
+    FROM closed_months cm
+    JOIN calc_months m ON m.contract_id = cm.contract_id AND m.period > cm.period
+    WHERE NOT m.is_closed
+    GROUP BY ALL
+),
+changed_terms AS (
+    -- entries agreed after the month was closed that are in force for it: the cause of the change
+    SELECT cm.contract_id, cm.period,
+           string_agg(DISTINCT coalesce(t.reason, t.what || ' from ' || strftime(t.effective_from, '%Y-%m')),
+                      '; ' ORDER BY coalesce(t.reason, t.what || ' from ' || strftime(t.effective_from, '%Y-%m'))) AS reason
+    FROM closed_months cm
+    JOIN (
+        SELECT contract_id, effective_from, agreed_on, reason, 'pricing of ' || service_line_id AS what FROM cfg_pricing
+        UNION ALL SELECT contract_id, effective_from, agreed_on, reason, 'gain-share baseline' FROM cfg_baselines
+        UNION ALL SELECT contract_id, effective_from, agreed_on, reason, 'target of ' || kpi_id FROM cfg_kpi_targets
+        UNION ALL SELECT contract_id, effective_from, agreed_on, reason, 'fixed fee ' || fee_id FROM cfg_fixed_fees
+    ) t ON t.contract_id = cm.contract_id
+       AND t.effective_from <= cm.period
+       AND t.agreed_on > CAST(cm.closed_at AS DATE)
+       AND t.agreed_on <= (SELECT as_known_at FROM run_params)
+    GROUP BY ALL
+)
+SELECT
+    c.contract_id, c.period, n.billed_in_period, c.line_key, c.description,
+    CAST(c.closed_amount AS DECIMAL(38, 4)) AS closed_amount,
+    CAST(c.previously_adjusted AS DECIMAL(38, 4)) AS previously_adjusted,
+    CAST(c.restated_amount AS DECIMAL(38, 4)) AS restated_amount,
+    CAST(c.restated_amount - c.closed_amount - c.previously_adjusted AS DECIMAL(38, 4)) AS delta,
+    coalesce('restated: ' || t.reason, 'restated: inputs or terms changed since the month was closed')
+        AS reason
+FROM compared c
+JOIN next_open n USING (contract_id, period)
+JOIN calc_writes w ON w.contract_id = n.contract_id AND w.period = n.billed_in_period
+LEFT JOIN changed_terms t USING (contract_id, period)
+WHERE c.restated_amount - c.closed_amount - c.previously_adjusted <> 0
+  AND (SELECT mode FROM run_params) = 'settle';
+
+-- The invoice as stored: the month's own lines and the adjustments billed on it.
+CREATE OR REPLACE TEMP TABLE calc_invoice AS
+SELECT * FROM calc_invoice_lines
+UNION ALL
+SELECT
+    a.contract_id, a.billed_in_period AS period,
+    'adjustment:' || a.line_key || ':' || strftime(a.period, '%Y-%m') AS line_key,
+    'adjustment' AS line_type,
+    'Adjustment to ' || strftime(a.period, '%Y-%m') || ' ' || a.description || ' (' || a.reason || ')',
+    NULL AS quantity, NULL AS rate, CAST(a.delta AS DECIMAL(38, 4)) AS amount, c.currency,
+    9500 AS sort_order
+FROM calc_adjustments a
+JOIN cfg_contracts c USING (contract_id);
