@@ -18,10 +18,16 @@ $(BIN)/settle: pyproject.toml uv.lock
 
 setup: $(BIN)/settle
 
+# The demo replays the sample portfolio's month-end history: 2024-01..2025-06 settled as known on
+# 2025-07-10 and closed; then 2025-07..2025-12 settled now, after the gain-share baseline was
+# rebased (agreed 2025-08-20, effective 2025-04): the closed Q2 2025 is restated and the
+# difference billed on 2025-07 as an adjustment line.
 demo: setup
 	rm -f $(DB) $(DB).wal
 	$(BIN)/settle validate
-	$(BIN)/settle run --period 2024-01 --to $(DEMO_MONTH) --db $(DB)
+	$(BIN)/settle run --period 2024-01 --to 2025-06 --as-known-at 2025-07-10 --db $(DB) > /dev/null
+	$(BIN)/settle close --period 2024-01 --to 2025-06 --db $(DB) > /dev/null
+	$(BIN)/settle run --period 2025-07 --to $(DEMO_MONTH) --db $(DB)
 
 test: setup
 	$(BIN)/ruff check pipelines tests bench data_samples/make_samples.py

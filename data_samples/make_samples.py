@@ -732,12 +732,38 @@ def main(argv: list[str] | None = None) -> None:
     write(make_exclusions(), out / "exclusions" / "exclusions.parquet")
     write(make_index_values(), out / "index_values" / "index_values.parquet")
     write(make_interactions(rng), out / "interactions" / "interactions.parquet")
-    if args.expected is not None:
-        import polars as pl
+    import polars as pl
 
-        invoices = make_vendor_invoices(pl.read_parquet(args.expected))
-        write(invoices.to_arrow(), out / "vendor_invoices" / "vendor_invoices.parquet")
+    expected = (
+        pl.read_parquet(args.expected) if args.expected is not None else settle_expected(out)
+    )
+    invoices = make_vendor_invoices(expected)
+    write(invoices.to_arrow(), out / "vendor_invoices" / "vendor_invoices.parquet")
     print(f"sample inputs written to {out}")
+
+
+def settle_expected(data_dir: Path) -> polars.DataFrame:
+    """The engine's own invoice lines for every sample month: the provider's invoice starts there."""
+    import datetime as dt
+    import sys
+    import tempfile
+
+    import duckdb
+    import polars as pl
+
+    sys.path.insert(0, str(HERE.parent))
+    from pipelines import engine
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "expected.duckdb"
+        request = engine.RunRequest(dt.date(2024, 1, 1), dt.date(2025, 12, 1))
+        engine.settle(HERE.parent / "contracts_config", data_dir, db, request)
+        with duckdb.connect(str(db), read_only=True) as con:
+            arrow = con.execute(
+                "SELECT contract_id, period, line_key, description, quantity, rate, amount "
+                "FROM current_invoice_lines ORDER BY contract_id, period, line_key"
+            ).to_arrow_table()
+    return pl.from_arrow(arrow)
 
 
 if __name__ == "__main__":

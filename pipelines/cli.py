@@ -151,10 +151,13 @@ def _print_result(result: engine.RunResult, db: Path, dry_run: bool) -> None:
 @main.command()
 @_common
 @click.option("--period", "period", required=True, help="Month to close (YYYY-MM).")
+@click.option("--to", "to", default=None, help="Last month of a range to close (YYYY-MM).")
 @click.option("--contract", "contract_ids", multiple=True, help="Only these contracts.")
-def close(contracts, data, db, period, contract_ids) -> None:
-    """Close (lock) a month: its current figures become final."""
-    closed = engine.close(db, period_arg(period), set(contract_ids) or None, _progress)
+def close(contracts, data, db, period, to, contract_ids) -> None:
+    """Close (lock) months: their current figures become final."""
+    closed = engine.close(
+        db, period_arg(period), set(contract_ids) or None, _progress, period_arg(to) if to else None
+    )
     for contract_id, month, run_id in closed:
         click.echo(f"closed {contract_id} {fmt(month)} at run {run_id}")
     if not closed:

@@ -38,7 +38,7 @@ from .config import LoadedContract, load_contracts
 from .errors import SettleError
 from .inputs import InputSet, read_inputs
 from .interactions import register_interactions
-from .periods import fmt
+from .periods import fmt, month_range
 from .terms import build_tables
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -287,7 +287,7 @@ def settle(
         c for c in contracts if not request.contract_ids or c.contract_id in request.contract_ids
     ]
     progress(f"validated {len(contracts)} contracts and inputs ({time.perf_counter() - t0:.2f}s)")
-    mode = "as_known_at" if request.as_known_at else "settle"
+    mode = "settle"
 
     con = connect_for_write(db_path)
     try:
@@ -456,48 +456,57 @@ def _summarise(con: duckdb.DuckDBPyConnection, run_id: int, mode: str, written: 
     return RunResult(run_id, mode, written, invoices, adjustments, recon)
 
 
+def _close_month(con, period: dt.date, contract_ids: set[str] | None, progress: Progress):
+    candidates = con.execute(
+        """
+        SELECT s.contract_id, s.status, c.run_id
+        FROM period_status s
+        LEFT JOIN current_run_periods c USING (contract_id, period)
+        WHERE s.period = ?
+        ORDER BY s.contract_id
+        """,
+        [period],
+    ).fetchall()
+    known = {r[0] for r in candidates}
+    wanted = contract_ids or known
+    missing = sorted(wanted - known)
+    if missing or not wanted:
+        raise SettleError(
+            f"cannot close {fmt(period)} for {', '.join(missing) or 'any contract'}: the month "
+            "has not been settled yet (run `settle run` first). Nothing was closed."
+        )
+    closed = []
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    for contract_id, status, run_id in candidates:
+        if contract_id not in wanted:
+            continue
+        if status == "closed":
+            progress(f"{contract_id} {fmt(period)} is already closed")
+            continue
+        con.execute(
+            "UPDATE period_status SET status = 'closed', closed_at = ?, closed_run_id = ? "
+            "WHERE contract_id = ? AND period = ? AND status = 'open'",
+            [now, run_id, contract_id, period],
+        )
+        closed.append((contract_id, period, run_id))
+    return closed
+
+
 def close(
     db_path: Path,
     period: dt.date,
     contract_ids: set[str] | None = None,
     progress: Progress = _quiet,
+    to: dt.date | None = None,
 ) -> list[tuple[str, dt.date, int]]:
-    """Lock a month: its current run becomes its closing run, for good."""
+    """Lock months: the current run of each becomes its closing run, for good."""
     con = connect_for_write(db_path)
     try:
         con.execute("BEGIN TRANSACTION")
         ensure_schema(con)
-        candidates = con.execute(
-            """
-            SELECT s.contract_id, s.status, c.run_id
-            FROM period_status s
-            LEFT JOIN current_run_periods c USING (contract_id, period)
-            WHERE s.period = ?
-            ORDER BY s.contract_id
-            """,
-            [period],
-        ).fetchall()
-        known = {r[0] for r in candidates}
-        wanted = contract_ids or known
-        missing = sorted(wanted - known)
-        if missing:
-            raise SettleError(
-                f"cannot close {fmt(period)} for {', '.join(missing)}: the month has not been "
-                "settled yet (run `settle run` first)"
-            )
         closed = []
-        for contract_id, status, run_id in candidates:
-            if contract_id not in wanted:
-                continue
-            if status == "closed":
-                progress(f"{contract_id} {fmt(period)} is already closed")
-                continue
-            con.execute(
-                "UPDATE period_status SET status = 'closed', closed_at = ?, closed_run_id = ? "
-                "WHERE contract_id = ? AND period = ? AND status = 'open'",
-                [dt.datetime.now(dt.UTC).replace(tzinfo=None), run_id, contract_id, period],
-            )
-            closed.append((contract_id, period, run_id))
+        for month in month_range(period, to or period):
+            closed += _close_month(con, month, contract_ids, progress)
         con.execute("COMMIT")
         return closed
     except BaseException:

@@ -5,8 +5,7 @@
 --
 -- The write set is the requested months that are still open. A run that covers closed months
 -- restates them: their figures go to `adjustments`, billed on the next open month, which the run
--- therefore also settles. A rebuild (`--as-known-at`) writes every requested month, closed or not,
--- and is never shown as current.
+-- therefore also settles.
 
 CREATE OR REPLACE TEMP TABLE calc_months AS
 WITH params AS (
@@ -57,16 +56,13 @@ next_open AS (
         WHERE in_range AND is_closed
         GROUP BY contract_id
     ) r ON r.contract_id = t.contract_id AND t.period > r.last_closed
-    WHERE NOT t.is_closed AND (SELECT mode FROM params) = 'settle'
+    WHERE NOT t.is_closed
     GROUP BY t.contract_id
 ),
 flagged AS (
     SELECT
         t.*,
-        CASE
-            WHEN (SELECT mode FROM params) = 'as_known_at' THEN t.in_range
-            ELSE (t.in_range AND NOT t.is_closed) OR t.period = n.period
-        END AS writes
+        (t.in_range AND NOT t.is_closed) OR t.period = n.period AS writes
     FROM term_months t
     LEFT JOIN next_open n USING (contract_id)
 )

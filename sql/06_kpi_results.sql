@@ -33,10 +33,14 @@ with_target AS (
        AND km.period >= t.effective_from
 ),
 observed AS (
-    -- a measured KPI is computed from interactions; an input row for it is rejected upstream
+    -- a measured KPI is computed from interactions; an input row for it is rejected upstream.
+    -- Each branch is cast first: a CASE over DECIMALs of different scales takes the narrower one.
     SELECT
         w.*,
-        CASE WHEN w.measured THEN mk.value ELSE ik.value END::DECIMAL(38, 10) AS value,
+        CASE
+            WHEN w.measured THEN CAST(mk.value AS DECIMAL(38, 10))
+            ELSE CAST(ik.value AS DECIMAL(38, 10))
+        END AS value,
         CASE WHEN w.measured THEN mk.numerator ELSE ik.numerator END::DECIMAL(38, 6) AS numerator,
         CASE WHEN w.measured THEN mk.denominator ELSE ik.denominator END::DECIMAL(38, 6)
             AS denominator,
@@ -116,8 +120,7 @@ SELECT
             ELSE value > critical_below
         END,
         false
-    ) AS critical,
-    writes
+    ) AS critical
 FROM counted
 ORDER BY contract_id, period, kpi_order;
 

@@ -110,11 +110,12 @@ SELECT
     s.*,
     CAST(s.band_points * s.multiplier AS DECIMAL(38, 12)) AS points,
     -- the KPI's share of the month's credit: allocation x severity x multiplier (at risk; A is the
-    -- same for every KPI of the month) or points; exact at 18 places
-    CAST(CASE
-        WHEN s.regime = 'points' THEN s.band_points * s.multiplier
-        ELSE s.allocation_pct * s.severity * s.multiplier
-    END AS DECIMAL(38, 18)) AS weight
+    -- same for every KPI of the month) or points; exact at 18 places. Each branch is cast first:
+    -- a CASE over DECIMALs of different scales silently takes the narrower scale.
+    CASE
+        WHEN s.regime = 'points' THEN CAST(s.band_points * s.multiplier AS DECIMAL(38, 18))
+        ELSE CAST(s.allocation_pct * s.severity * s.multiplier AS DECIMAL(38, 18))
+    END AS weight
 FROM scored s;
 
 CREATE OR REPLACE TEMP TABLE calc_credit_months AS
@@ -151,7 +152,7 @@ totals AS (
         -- exact before the cap: A x sum(weight) at scale 28, or points pct x charges at scale 10
         CASE
             WHEN regime = 'points' THEN CAST(coalesce(points_pct, 0) * charges AS DECIMAL(38, 28))
-            ELSE at_risk_amount * total_weight
+            ELSE CAST(at_risk_amount * total_weight AS DECIMAL(38, 28))
         END AS uncapped_total
     FROM priced
 )
@@ -204,7 +205,14 @@ ranked AS (
 amounts AS (
     SELECT
         *,
-        CASE WHEN regime = 'at_risk_pool' THEN at_risk_amount * weight END AS uncapped_amount,
+        -- exact for at_risk_pool; for points the KPI's share of the stepped credit before the cap,
+        -- for the reader only (rounded to 10 places: the amount is split from the rounded total)
+        CASE
+            WHEN regime = 'at_risk_pool' THEN CAST(at_risk_amount * weight AS DECIMAL(38, 28))
+            WHEN total_weight_units > 0 THEN CAST(
+                div_round(coalesce(points_pct, 0) * charges * points, points_total, 10, 'half_up')
+                AS DECIMAL(38, 28))
+        END AS uncapped_amount,
         CASE
             WHEN split_total IS NULL
                 THEN round_to(at_risk_amount * weight, amount_scale, rounding_mode)
@@ -318,11 +326,13 @@ WITH credit_lines AS (
         sc.contract_id, sc.period, 'credit:' || sc.kpi_id AS line_key, 'credit' AS line_type,
         sc.kpi_id,
         k.description || ': service credit ('
-            || CASE WHEN sc.no_data THEN 'no data, counted as failed'
-                    ELSE 'actual ' || kpi_text(sc.value) END
-            || ' vs target ' || kpi_text(sc.target)
-            || CASE WHEN sc.regime = 'points' THEN '; ' || num_text(sc.points) || ' points' ELSE ''
-               END
+            || CASE WHEN sc.no_data THEN 'no data, counted as a failure; target '
+                    ELSE 'actual ' || kpi_text(sc.value) || ' vs target ' END
+            || kpi_text(sc.target)
+            || CASE WHEN sc.regime = 'points'
+                    THEN '; ' || num_text(sc.points)
+                         || CASE WHEN sc.points = 1 THEN ' point' ELSE ' points' END
+                    ELSE '' END
             || CASE WHEN sc.multiplier > 1
                     THEN '; consecutive failure ' || sc.consecutive_failures
                          || ', x' || num_text(sc.multiplier)

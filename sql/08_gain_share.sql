@@ -29,22 +29,23 @@
 -- Numbers for descriptions: x as text with thousands separators (when sep), its fraction cut to
 -- max_dp places (callers round first) and trailing zeros dropped down to min_dp places. Built from
 -- the decimal's own text, so no float ever formats a money amount.
-CREATE OR REPLACE TEMP MACRO gain_share_fmt(x, min_dp, max_dp, sep) AS (
-    WITH parts AS (
-        SELECT
-            CASE WHEN x < 0 THEN '-' ELSE '' END AS sign,
-            split_part(CAST(abs(x) AS VARCHAR), '.', 1) AS int_part,
-            rtrim(left(split_part(CAST(abs(x) AS VARCHAR), '.', 2), max_dp), '0') AS frac
-    )
-    SELECT
-        sign
-        || CASE WHEN sep THEN format('{:,}', CAST(int_part AS HUGEINT)) ELSE int_part END
-        || CASE
-            WHEN greatest(length(frac), min_dp) = 0 THEN ''
-            ELSE '.' || rpad(frac, greatest(length(frac), min_dp), '0')
-        END
-    FROM parts
-);
+CREATE OR REPLACE TEMP MACRO gain_share_fraction(x, max_dp) AS
+    rtrim(left(split_part(CAST(abs(x) AS VARCHAR), '.', 2), max_dp), '0');
+
+CREATE OR REPLACE TEMP MACRO gain_share_fmt(x, min_dp, max_dp, sep) AS
+    CASE WHEN x < 0 THEN '-' ELSE '' END
+    || CASE
+        WHEN sep THEN format('{:,}', CAST(split_part(CAST(abs(x) AS VARCHAR), '.', 1) AS HUGEINT))
+        ELSE split_part(CAST(abs(x) AS VARCHAR), '.', 1)
+    END
+    || CASE
+        WHEN greatest(length(gain_share_fraction(x, max_dp)), min_dp) = 0 THEN ''
+        ELSE '.' || rpad(
+            gain_share_fraction(x, max_dp),
+            CAST(greatest(length(gain_share_fraction(x, max_dp)), min_dp) AS INTEGER),
+            '0'
+        )
+    END;
 
 CREATE OR REPLACE TEMP TABLE calc_gain_share_months AS
 WITH terms AS (
@@ -173,9 +174,9 @@ WITH window_totals AS (
         -- a month with no baseline agreed yet cannot be measured, so neither can its window
         bool_and(baseline IS NOT NULL) AS has_baseline,
         sum(units) AS volume,
-        sum(baseline_cost) AS baseline_cost,
+        CASE WHEN bool_and(baseline IS NOT NULL) THEN sum(baseline_cost) END AS baseline_cost,
         sum(actual_cost) AS actual_cost,
-        sum(savings) AS savings
+        CASE WHEN bool_and(baseline IS NOT NULL) THEN sum(savings) END AS savings
     FROM calc_gain_share_months
     WHERE window_settled
     GROUP BY contract_id, window_start
@@ -215,7 +216,7 @@ thresholds AS (
         g.threshold_pct * w.baseline_cost AS threshold_amount,
         -- the cliff: strictly below the threshold nothing is shared, at the threshold all of it is
         w.has_baseline AND abs(w.savings) < g.threshold_pct * w.baseline_cost AS below_threshold,
-        CASE WHEN w.savings >= 0 THEN 'gain' ELSE 'pain' END AS kind
+        CASE WHEN w.savings >= 0 THEN 'gain' WHEN w.savings < 0 THEN 'pain' END AS kind
     FROM window_totals w
     JOIN cfg_gain_share g USING (contract_id)
 ),
@@ -328,10 +329,11 @@ SELECT
         || ' on baseline ' || coalesce(baseline_values, 'none')
         || CASE measure
             WHEN 'unit_cost' THEN '/' || coalesce(CASE scope_unit WHEN 'fte' THEN 'FTE' ELSE scope_unit END, 'unit')
-                || CASE WHEN baseline_indexed THEN ' indexed' ELSE '' END
-            WHEN 'total_cost' THEN '/month' || CASE WHEN baseline_indexed THEN ' indexed' ELSE '' END
+                || CASE WHEN baseline_indexed THEN ' (indexed)' ELSE '' END
+            WHEN 'total_cost' THEN '/month' || CASE WHEN baseline_indexed THEN ' (indexed)' ELSE '' END
             ELSE ' ' || coalesce(CASE scope_unit WHEN 'fte' THEN 'FTE' ELSE scope_unit || 's' END, 'units')
                 || '/month at ' || gain_share_fmt(value_per_unit, 2, 6, true)
+                || '/' || coalesce(CASE scope_unit WHEN 'fte' THEN 'FTE' ELSE scope_unit END, 'unit')
         END
         || CASE
             WHEN capped THEN ', share capped at ' || gain_share_fmt(cap, amount_scale, amount_scale, true)

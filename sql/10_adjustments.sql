@@ -9,9 +9,11 @@
 
 CREATE OR REPLACE TEMP TABLE calc_adjustments AS
 WITH closed_months AS (
-    SELECT m.contract_id, m.period, m.closed_run_id, s.closed_at
+    -- known_at: what the closing run knew (its --as-known-at, else the day it ran)
+    SELECT m.contract_id, m.period, m.closed_run_id,
+           coalesce(r.as_known_at, CAST(r.started_at AS DATE)) AS known_at
     FROM calc_months m
-    JOIN period_status s USING (contract_id, period)
+    JOIN settlement_runs r ON r.run_id = m.closed_run_id
     WHERE m.is_closed
 ),
 closing_lines AS (
@@ -64,7 +66,7 @@ next_open AS (
     GROUP BY ALL
 ),
 changed_terms AS (
-    -- entries agreed after the month was closed that are in force for it: the cause of the change
+    -- entries in force for the month that its closing run did not know: the cause of the change
     SELECT cm.contract_id, cm.period,
            string_agg(DISTINCT coalesce(t.reason, t.what || ' from ' || strftime(t.effective_from, '%Y-%m')),
                       '; ' ORDER BY coalesce(t.reason, t.what || ' from ' || strftime(t.effective_from, '%Y-%m'))) AS reason
@@ -76,7 +78,7 @@ changed_terms AS (
         UNION ALL SELECT contract_id, effective_from, agreed_on, reason, 'fixed fee ' || fee_id FROM cfg_fixed_fees
     ) t ON t.contract_id = cm.contract_id
        AND t.effective_from <= cm.period
-       AND t.agreed_on > CAST(cm.closed_at AS DATE)
+       AND t.agreed_on > cm.known_at
        AND t.agreed_on <= (SELECT as_known_at FROM run_params)
     GROUP BY ALL
 )
@@ -86,14 +88,13 @@ SELECT
     CAST(c.previously_adjusted AS DECIMAL(38, 4)) AS previously_adjusted,
     CAST(c.restated_amount AS DECIMAL(38, 4)) AS restated_amount,
     CAST(c.restated_amount - c.closed_amount - c.previously_adjusted AS DECIMAL(38, 4)) AS delta,
-    coalesce('restated: ' || t.reason, 'restated: inputs or terms changed since the month was closed')
+    coalesce(t.reason, 'inputs or terms changed since the month was closed')
         AS reason
 FROM compared c
 JOIN next_open n USING (contract_id, period)
 JOIN calc_writes w ON w.contract_id = n.contract_id AND w.period = n.billed_in_period
 LEFT JOIN changed_terms t USING (contract_id, period)
-WHERE c.restated_amount - c.closed_amount - c.previously_adjusted <> 0
-  AND (SELECT mode FROM run_params) = 'settle';
+WHERE c.restated_amount - c.closed_amount - c.previously_adjusted <> 0;
 
 -- The invoice as stored: the month's own lines and the adjustments billed on it.
 CREATE OR REPLACE TEMP TABLE calc_invoice AS
