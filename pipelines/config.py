@@ -303,6 +303,7 @@ class LoadedContract(BaseModel):
 
     file: str
     sha256: str
+    yaml_text: str
     terms: Contract
 
     @property
@@ -365,7 +366,12 @@ def load_contract(path: Path, root: Path | None = None) -> LoadedContract:
         first = exc.errors()[0]
         raise ConfigError(name, _key_path(first["loc"]), _pydantic_reason(first)) from None
     check_rules(terms, name)
-    return LoadedContract(file=name, sha256=hashlib.sha256(data).hexdigest(), terms=terms)
+    return LoadedContract(
+        file=name,
+        sha256=hashlib.sha256(data).hexdigest(),
+        yaml_text=data.decode("utf-8"),
+        terms=terms,
+    )
 
 
 def load_contracts(directory: Path, only: set[str] | None = None) -> list[LoadedContract]:

@@ -372,6 +372,17 @@ def _store(
             ORDER BY w.contract_id, w.period
             """
         )
+    con.execute(
+        "INSERT INTO run_terms SELECT ?, e.* FROM cfg_dated_entries e "
+        "JOIN run_contracts USING (contract_id) "
+        "ORDER BY contract_id, kind, item_id, effective_from",
+        [run_id],
+    )
+    for c in sorted(selected, key=lambda c: c.contract_id):
+        con.execute(
+            "INSERT INTO run_configs VALUES (?, ?, ?, ?, ?)",
+            [run_id, c.contract_id, c.file, c.sha256, c.yaml_text],
+        )
     config_hashes = {c.contract_id: c.sha256 for c in sorted(selected, key=lambda c: c.contract_id)}
     con.execute(
         """

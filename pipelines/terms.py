@@ -9,6 +9,7 @@ each run in `run_terms`). Numbers stay `Decimal` and land as `DECIMAL(38, 6)`.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -94,6 +95,12 @@ SCHEMAS: dict[str, dict[str, pa.DataType]] = {
         "provider_share": NUM,
     },
     "cfg_gain_gates": {"contract_id": STR, "kpi_id": STR},
+    # Every effective-dated entry with a fingerprint of its terms: stored with each run
+    # (run_terms), so a restatement can name the entries its closing run did not have.
+    "cfg_dated_entries": {
+        "contract_id": STR, "kind": STR, "item_id": STR, "effective_from": DATE,
+        "agreed_on": DATE, "reason": STR, "fingerprint": STR,
+    },
 }
 
 
@@ -131,11 +138,36 @@ def _kpi_rows(cid: str, k: Kpi, order: int) -> dict[str, Any]:
     }
 
 
+def _dated(cid: str, kind: str, item: str, entry: Any) -> dict[str, Any]:
+    text = entry.model_dump_json(exclude={"agreed_on", "reason"})
+    return {
+        "contract_id": cid, "kind": kind, "item_id": item,
+        "effective_from": entry.effective_from, "agreed_on": _agreed(entry),
+        "reason": entry.reason, "fingerprint": hashlib.sha256(text.encode()).hexdigest()[:16],
+    }
+
+
+def _dated_entries(cid: str, c: Contract, start: dt.date) -> list[dict[str, Any]]:
+    out = []
+    for sl in c.service_lines:
+        out += [_dated(cid, "pricing", sl.id, p) for p in sl.pricing]
+    for fee in c.fixed_fees:
+        row = _dated(cid, "fixed_fee", fee.id, fee)
+        row["effective_from"] = fee.effective_from or start
+        out.append(row)
+    for k in c.service_credits.kpis if c.service_credits else []:
+        out += [_dated(cid, "target", k.id, t) for t in k.target]
+    if c.gain_share is not None:
+        out += [_dated(cid, "baseline", "gain_share", b) for b in c.gain_share.baselines]
+    return out
+
+
 def build_rows(contracts: list[LoadedContract]) -> dict[str, list[dict[str, Any]]]:
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in SCHEMAS}
     for order, loaded in enumerate(contracts):
         c, cid = loaded.terms, loaded.contract_id
         indexed = _indexed_items(c)
+        rows["cfg_dated_entries"] += _dated_entries(cid, c, c.start)
         rows["cfg_contracts"].append({
             "contract_id": cid, "client": c.client, "provider": c.provider,
             "currency": c.currency, "start_period": c.start, "end_period": c.end,

@@ -9,8 +9,9 @@
 --
 -- The rule: V = units of the scope lines; C = their charges before credits (usage, minimum, surge;
 -- a fixed fee only if it is itself in scope); B = sum of baseline_m x V_m (x the month's factor
--- when baseline_indexed) for unit_cost, sum of baseline_m for total_cost; S = B - C. For volume,
--- S = sum of (baseline_m - units_m) x value_per_unit. If |S| < threshold_pct x B nothing is shared
+-- when baseline_indexed) for unit_cost, sum of baseline_m (x the factor likewise) for total_cost;
+-- S = B - C. For volume, S = sum of (baseline_m - units_m) x value_per_unit, B = sum of baseline_m
+-- x value_per_unit and C = units x value_per_unit. If |S| < threshold_pct x B nothing is shared
 -- (at exactly the threshold it is). Otherwise the provider gets the marginal tiered share of |S|
 -- (pain tiers for an overrun), + for a gain, - for an overrun only when pain_share, capped in
 -- absolute value at `cap`, and a gain is zeroed when a gate KPI failed in any month of the window.
@@ -21,10 +22,12 @@
 -- window end, or the contract end when that comes first) is in calc_months; months before the
 -- contract start are not part of it.
 --
--- Money stays DECIMAL throughout. Products are cast to DECIMAL(38, 12) where noted: DuckDB adds
--- the scales of a product (baseline 6 + units 6 + factor 10 = 22, then x share 6 = 28), which leaves
--- too few integer digits for portfolio-sized sums and would overflow. 12 places keeps 26 integer
--- digits and is ten places below any amount scale, so the single rounding at the line is unaffected.
+-- Money stays DECIMAL throughout; nothing is divided. A product's scale is the sum of its operands'
+-- (baseline 6 + units 6 + factor 10 = 22), and a window sum of those times threshold_pct or a tier
+-- share (6 more) would leave DECIMAL(38, 28) only 10 integer digits: a portfolio-sized baseline
+-- would overflow. So each month's baseline cost, actual cost and savings are cast to
+-- DECIMAL(38, 12) (26 integer digits). The inputs carry 6 places, so only an indexed baseline's
+-- product is cut there, at 10^-12, far below the amount scale the line is rounded to once.
 
 -- Numbers for descriptions: x as text with thousands separators (when sep), its fraction cut to
 -- max_dp places (callers round first) and trailing zeros dropped down to min_dp places. Built from
@@ -70,21 +73,25 @@ month_windows AS (
             ELSE make_date(year(m.period), 1, 1)
         END AS window_start,
         CASE t.settle_every WHEN 'month' THEN 1 WHEN 'quarter' THEN 3 ELSE 12 END AS window_months,
-        -- calc_months runs without gaps from the contract start, so a window whose last month in
-        -- the term is not beyond the last month here has every one of its months here too
         max(m.period) OVER (PARTITION BY m.contract_id) AS last_month
     FROM calc_months m
     JOIN terms t USING (contract_id)
 ),
+window_ends AS (
+    SELECT
+        * EXCLUDE (window_months),
+        (window_start + to_months(window_months - 1))::DATE AS window_end
+    FROM month_windows
+),
 windows AS (
     SELECT
-        * EXCLUDE (window_months, last_month),
-        (window_start + to_months(window_months - 1))::DATE AS window_end,
-        least((window_start + to_months(window_months - 1))::DATE, coalesce(end_period, DATE '9999-12-01'))
-            AS billed_period,
-        least((window_start + to_months(window_months - 1))::DATE, coalesce(end_period, DATE '9999-12-01'))
-            <= last_month AS window_settled
-    FROM month_windows
+        * EXCLUDE (last_month),
+        -- the window's last month in the term carries its line
+        least(window_end, coalesce(end_period, window_end)) AS billed_period,
+        -- calc_months runs without gaps from the contract start, so a window whose billed month
+        -- is here has all of its months in the term here too
+        least(window_end, coalesce(end_period, window_end)) <= last_month AS window_settled
+    FROM window_ends
 ),
 scope_units AS (
     -- calc_line_months has one row per service line and month with its total units, however the
@@ -118,7 +125,8 @@ with_baseline AS (
         coalesce(ch.charges, 0)::DECIMAL(38, 10) AS charges,
         b.effective_from AS baseline_from,
         b.agreed_on AS baseline_agreed_on,
-        coalesce(b.reason, 'baseline from ' || strftime(b.effective_from, '%Y-%m')) AS baseline_reason,
+        coalesce(b.reason, 'baseline from ' || strftime(b.effective_from, '%Y-%m'))
+            AS baseline_reason,
         b.value AS baseline,
         f.factor AS index_factor,
         -- a volume baseline is a count of units, which indexation does not move
@@ -236,8 +244,9 @@ tiered AS (
         contract_id, window_start,
         sum(provider_share * part) AS tiered_abs,
         string_agg(
-            gain_share_fmt(round_to(part, amount_scale, rounding_mode), amount_scale, amount_scale, false)
-                || ' x ' || gain_share_fmt(provider_share, 2, 6, false),
+            gain_share_fmt(
+                round_to(part, amount_scale, rounding_mode), amount_scale, amount_scale, false
+            ) || ' x ' || gain_share_fmt(provider_share, 2, 6, false),
             ' + ' ORDER BY tier
         ) AS tiers_applied
     FROM tier_parts
@@ -249,7 +258,7 @@ signed AS (
         t.*,
         coalesce(x.tiered_abs, 0) AS tiered_abs,
         x.tiers_applied,
-        coalesce(f.gate_failures IS NOT NULL, false) AS gate_failed,
+        f.gate_failures IS NOT NULL AS gate_failed,
         f.gate_failures,
         b.baseline_reason, b.baseline_values,
         CASE
@@ -285,10 +294,20 @@ gated AS (
         gate_failed AND capped_amount > 0 AS gated,
         CASE WHEN gate_failed AND capped_amount > 0 THEN 0 ELSE capped_amount END AS final_amount
     FROM capped
+),
+labelled AS (
+    SELECT
+        *,
+        CASE settle_every
+            WHEN 'month' THEN strftime(window_start, '%b %Y')
+            WHEN 'quarter' THEN 'Q' || quarter(window_start) || ' ' || year(window_start)
+            ELSE CAST(year(window_start) AS VARCHAR)
+        END AS window_label,
+        coalesce(CASE scope_unit WHEN 'fte' THEN 'FTE' ELSE scope_unit END, 'unit') AS unit_label
+    FROM gated
 )
 SELECT
     contract_id, window_start, window_end, billed_period,
-    billed_period AS period,
     first_period, months, settle_every, measure,
     CAST(volume AS DECIMAL(38, 6)) AS volume,
     value_per_unit,
@@ -318,28 +337,30 @@ SELECT
     END AS outcome,
     baseline_reason,
     -- the invoice text: the window, the savings (or overrun) and the baseline it was measured on
-    'Gain-share '
-        || CASE settle_every
-            WHEN 'month' THEN strftime(window_start, '%b %Y')
-            WHEN 'quarter' THEN 'Q' || quarter(window_start) || ' ' || year(window_start)
-            ELSE CAST(year(window_start) AS VARCHAR)
-        END
-        || ': ' || CASE WHEN kind = 'gain' THEN 'savings ' ELSE 'overrun ' END
-        || gain_share_fmt(round_to(abs(savings), amount_scale, rounding_mode), amount_scale, amount_scale, true)
-        || ' on baseline ' || coalesce(baseline_values, 'none')
-        || CASE measure
-            WHEN 'unit_cost' THEN '/' || coalesce(CASE scope_unit WHEN 'fte' THEN 'FTE' ELSE scope_unit END, 'unit')
-                || CASE WHEN baseline_indexed THEN ' (indexed)' ELSE '' END
-            WHEN 'total_cost' THEN '/month' || CASE WHEN baseline_indexed THEN ' (indexed)' ELSE '' END
-            ELSE ' ' || coalesce(CASE scope_unit WHEN 'fte' THEN 'FTE' ELSE scope_unit || 's' END, 'units')
-                || '/month at ' || gain_share_fmt(value_per_unit, 2, 6, true)
-                || '/' || coalesce(CASE scope_unit WHEN 'fte' THEN 'FTE' ELSE scope_unit END, 'unit')
-        END
-        || CASE
-            WHEN capped THEN ', share capped at ' || gain_share_fmt(cap, amount_scale, amount_scale, true)
-            ELSE ''
-        END AS description
-FROM gated
+    CASE
+        WHEN NOT has_baseline THEN 'Gain-share ' || window_label || ': no baseline agreed for '
+            || 'every month of the window'
+        ELSE 'Gain-share ' || window_label || ': '
+            || CASE WHEN kind = 'pain' THEN 'overrun ' ELSE 'savings ' END
+            || gain_share_fmt(
+                round_to(abs(savings), amount_scale, rounding_mode),
+                amount_scale, amount_scale, true
+            )
+            || ' on baseline ' || baseline_values
+            || CASE measure
+                WHEN 'unit_cost' THEN '/' || unit_label
+                WHEN 'total_cost' THEN '/month'
+                ELSE ' ' || unit_label || 's/month at '
+                    || gain_share_fmt(value_per_unit, 2, 6, true) || '/' || unit_label
+            END
+            || CASE WHEN baseline_indexed AND measure <> 'volume' THEN ' (indexed)' ELSE '' END
+            || CASE
+                WHEN capped THEN ', share capped at '
+                    || gain_share_fmt(cap, amount_scale, amount_scale, true)
+                ELSE ''
+            END
+    END AS description
+FROM labelled
 ORDER BY contract_id, window_start;
 
 CREATE OR REPLACE TEMP TABLE calc_gain_share_lines AS

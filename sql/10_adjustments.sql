@@ -66,21 +66,22 @@ next_open AS (
     GROUP BY ALL
 ),
 changed_terms AS (
-    -- entries in force for the month that its closing run did not know: the cause of the change
+    -- entries in force for the month that its closing run did not have: the cause of the change
     SELECT cm.contract_id, cm.period,
-           string_agg(DISTINCT coalesce(t.reason, t.what || ' from ' || strftime(t.effective_from, '%Y-%m')),
-                      '; ' ORDER BY coalesce(t.reason, t.what || ' from ' || strftime(t.effective_from, '%Y-%m'))) AS reason
+           string_agg(DISTINCT coalesce(e.reason, e.kind || ' ' || e.item_id || ' from '
+                                        || strftime(e.effective_from, '%Y-%m')), '; ') AS reason
     FROM closed_months cm
-    JOIN (
-        SELECT contract_id, effective_from, agreed_on, reason, 'pricing of ' || service_line_id AS what FROM cfg_pricing
-        UNION ALL SELECT contract_id, effective_from, agreed_on, reason, 'gain-share baseline' FROM cfg_baselines
-        UNION ALL SELECT contract_id, effective_from, agreed_on, reason, 'target of ' || kpi_id FROM cfg_kpi_targets
-        UNION ALL SELECT contract_id, effective_from, agreed_on, reason, 'fixed fee ' || fee_id FROM cfg_fixed_fees
-    ) t ON t.contract_id = cm.contract_id
-       AND t.effective_from <= cm.period
-       AND t.agreed_on > cm.known_at
-       AND t.agreed_on <= (SELECT as_known_at FROM run_params)
-    GROUP BY ALL
+    JOIN cfg_dated_entries e
+      ON e.contract_id = cm.contract_id
+     AND e.effective_from <= cm.period
+     AND e.agreed_on <= (SELECT as_known_at FROM run_params)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM run_terms t
+        WHERE t.run_id = cm.closed_run_id AND t.contract_id = e.contract_id AND t.kind = e.kind
+          AND t.item_id = e.item_id AND t.effective_from = e.effective_from
+          AND t.fingerprint = e.fingerprint AND t.agreed_on <= cm.known_at
+    )
+    GROUP BY cm.contract_id, cm.period
 )
 SELECT
     c.contract_id, c.period, n.billed_in_period, c.line_key, c.description,

@@ -79,3 +79,24 @@ CREATE TABLE IF NOT EXISTS adjustments (
     delta DECIMAL(38, 4),        -- restated - closed - previously adjusted
     reason VARCHAR
 );
+
+-- The terms each run settled with: every effective-dated entry (fingerprinted) and the contract
+-- files themselves, so an auditor can read the exact YAML behind any run.
+CREATE TABLE IF NOT EXISTS run_terms (
+    run_id BIGINT,
+    contract_id VARCHAR,
+    kind VARCHAR,                -- pricing | fixed_fee | target | baseline
+    item_id VARCHAR,             -- service line, fee or KPI id ('gain_share' for baselines)
+    effective_from DATE,
+    agreed_on DATE,
+    reason VARCHAR,
+    fingerprint VARCHAR          -- sha256 prefix of the entry's terms
+);
+
+CREATE TABLE IF NOT EXISTS run_configs (
+    run_id BIGINT,
+    contract_id VARCHAR,
+    config_file VARCHAR,
+    config_sha256 VARCHAR,
+    config_yaml VARCHAR
+);
