@@ -468,6 +468,14 @@ def _check_pricing(p: Pricing, path: str, file: str) -> None:
                 f"{path}.minimum_charge",
                 f"{_fmt(p.minimum_charge)} is above maximum_charge {_fmt(p.maximum_charge)}",
             )
+    if p.maximum_charge is not None and p.itemise_bands:
+        raise ConfigError(
+            file, f"{path}.maximum_charge", "a capped line cannot be itemised per band"
+        )
+    if p.minimum_units is not None and p.model == "package":
+        raise ConfigError(
+            file, f"{path}.minimum_units", "a package line has no unit rate to bill a shortfall at"
+        )
     if p.surge is not None and p.model == "stairstep":
         raise ConfigError(file, f"{path}.surge", "a stairstep line has no unit rate to surge")
 
@@ -548,6 +556,12 @@ def check_rules(c: Contract, file: str) -> None:
         _check_dated(sl.pricing, f"service_lines[{i}].pricing", file, c.start)
         for j, p in enumerate(sl.pricing):
             _check_pricing(p, f"service_lines[{i}].pricing[{j}]", file)
+            if sl.itemise_bands and p.maximum_charge is not None:
+                raise ConfigError(
+                    file,
+                    f"service_lines[{i}].pricing[{j}].maximum_charge",
+                    "a capped line cannot be itemised per band (itemise_bands: true)",
+                )
     for i, fee in enumerate(c.fixed_fees):
         if fee.effective_from is not None and fee.effective_from < c.start:
             raise ConfigError(

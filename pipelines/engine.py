@@ -231,20 +231,65 @@ def load(contracts_dir: Path, data_dir: Path, contract_ids: set[str] | None = No
     return contracts, inputs
 
 
+def check_references(contracts: list[LoadedContract], inputs: InputSet) -> None:
+    """The referential rules between loaded inputs and contracts, on an in-memory database."""
+    con = duckdb.connect()
+    try:
+        ensure_schema(con)
+        run_script(con, SQL_DIR / "01_macros.sql")
+        register_terms(con, contracts)
+        register_inputs(con, inputs)
+        check_input_rules(con)
+    finally:
+        con.close()
+
+
 def validate(contracts_dir: Path, data_dir: Path, progress: Progress = _quiet) -> dict[str, int]:
     """Every check a run makes before computing, in memory: nothing is written anywhere."""
     started = time.perf_counter()
     contracts, inputs = load(contracts_dir, data_dir)
     progress(f"read {len(contracts)} contracts and inputs in {time.perf_counter() - started:.2f}s")
-    con = duckdb.connect()
-    ensure_schema(con)
-    run_script(con, SQL_DIR / "01_macros.sql")
-    register_terms(con, contracts)
-    register_inputs(con, inputs)
-    check_input_rules(con)
+    check_references(contracts, inputs)
     counts = {folder: frame.height for folder, frame in inputs.frames.items()}
     counts["contracts"] = len(contracts)
     return counts
+
+
+VALIDATION_STAGES = ("contracts", "inputs", "references")
+
+
+@dataclass
+class Validation:
+    """What validate() checks, stage by stage (VALIDATION_STAGES), for callers that report each
+    stage on its own (the Dagster asset checks). `errors` maps a failed stage to its message; the
+    references stage runs only when contracts and inputs both loaded."""
+
+    contracts: list[LoadedContract] | None = None
+    inputs: InputSet | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def ran(self, stage: str) -> bool:
+        return stage != "references" or (self.contracts is not None and self.inputs is not None)
+
+
+def validation_report(contracts_dir: Path, data_dir: Path) -> Validation:
+    """validate() without stopping at the first failure: contracts and inputs are checked
+    independently so that both can be reported. Writes nothing anywhere."""
+    report = Validation()
+    try:
+        report.contracts = load_contracts(contracts_dir)
+    except SettleError as exc:
+        report.errors["contracts"] = str(exc)
+    try:
+        report.inputs = read_inputs(data_dir)
+    except SettleError as exc:
+        report.errors["inputs"] = str(exc)
+    if report.ran("references"):
+        try:
+            check_references(report.contracts, report.inputs)
+        except SettleError as exc:
+            report.errors["references"] = str(exc)
+    return report
 
 
 def connect_for_write(db_path: Path, wait_s: float | None = None) -> duckdb.DuckDBPyConnection:

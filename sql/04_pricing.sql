@@ -125,21 +125,37 @@ packaged AS (
         div_round(banded_units, package_size, 0, 'ceiling') * package_price AS amount_unrounded
     FROM calc_line_units
     WHERE model = 'package' AND banded_units > 0
+),
+running AS (
+    -- an itemised line is capped as a whole: its bands fill up to maximum_charge in band order
+    SELECT
+        u.*, l.maximum_charge, l.amount_scale, l.rounding_mode,
+        sum(u.amount_unrounded) OVER bands_so_far AS cumulative_unrounded,
+        coalesce(
+            sum(round_to(u.amount_unrounded, l.amount_scale, l.rounding_mode)) OVER earlier_bands,
+            0
+        ) AS earlier_rounded
+    FROM (SELECT * FROM banded UNION ALL SELECT * FROM packaged) u
+    JOIN calc_line_units l USING (contract_id, service_line_id, period)
+    WINDOW
+        bands_so_far AS (PARTITION BY u.contract_id, u.service_line_id, u.period
+                         ORDER BY u.item_band ROWS UNBOUNDED PRECEDING),
+        earlier_bands AS (PARTITION BY u.contract_id, u.service_line_id, u.period
+                          ORDER BY u.item_band
+                          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
 )
 SELECT
-    u.contract_id, u.service_line_id, u.period, u.item_band, u.band, u.units,
-    u.base_rate, u.rate,
-    u.amount_unrounded,
-    -- maximum_charge caps the usage charge before it is rounded
-    round_to(
-        CASE WHEN l.maximum_charge IS NOT NULL AND u.item_band IS NULL
-             THEN least(u.amount_unrounded, l.maximum_charge) ELSE u.amount_unrounded END,
-        l.amount_scale, l.rounding_mode
-    ) AS amount,
-    u.item_band IS NULL AND l.maximum_charge IS NOT NULL
-        AND u.amount_unrounded > l.maximum_charge AS capped
-FROM (SELECT * FROM banded UNION ALL SELECT * FROM packaged) u
-JOIN calc_line_units l USING (contract_id, service_line_id, period);
+    contract_id, service_line_id, period, item_band, band, units, base_rate, rate,
+    amount_unrounded,
+    -- maximum_charge caps the usage charge: the band that crosses it takes what is left of the
+    -- rounded cap, later bands nothing, so the line's rounded amounts add up to the rounded cap
+    CASE
+        WHEN maximum_charge IS NULL OR cumulative_unrounded <= maximum_charge
+            THEN round_to(amount_unrounded, amount_scale, rounding_mode)
+        ELSE greatest(round_to(maximum_charge, amount_scale, rounding_mode) - earlier_rounded, 0)
+    END AS amount,
+    maximum_charge IS NOT NULL AND cumulative_unrounded > maximum_charge AS capped
+FROM running;
 
 CREATE OR REPLACE TEMP TABLE calc_minimum_lines AS
 WITH usage AS (

@@ -22,6 +22,8 @@
 -- Interpretations (README): a no_data month that counts as a failure (no_data: fail) is scored as
 -- the worst case: linear severity 1, the last (most severe) band. A month with 0 points credits
 -- nothing whatever points_to_credit says. An excused month earns no bonus (it does not count as met).
+-- The cap also binds when the credits are within it but rounding each on its own would bill more
+-- than the rounded cap: the month's rounded credits never exceed the rounded cap.
 
 -- A KPI value as text for invoice descriptions: at least 4 places, more only when it has them.
 CREATE OR REPLACE MACRO kpi_text(v) AS
@@ -124,8 +126,14 @@ WITH month_scores AS (
         s.contract_id, s.period, s.regime,
         count(*) AS failed_kpis,
         sum(s.weight) AS total_weight,
-        CAST(sum(s.points) AS DECIMAL(38, 12)) AS points_total
+        CAST(sum(s.points) AS DECIMAL(38, 12)) AS points_total,
+        -- at risk: the month's credits as billed if each were rounded on its own
+        sum(round_to(g.at_risk_pct * ch.charges * s.weight, c.amount_scale, c.rounding_mode))
+            AS rounded_alone_total
     FROM calc_credit_scores s
+    JOIN calc_month_charges ch USING (contract_id, period)
+    JOIN cfg_credit_regimes g USING (contract_id)
+    JOIN cfg_contracts c USING (contract_id)
     GROUP BY ALL
 ),
 priced AS (
@@ -136,6 +144,8 @@ priced AS (
         c.amount_scale, c.rounding_mode,
         g.at_risk_pct * ch.charges AS at_risk_amount,
         g.monthly_cap_pct * ch.charges AS cap_amount,
+        round_to(g.monthly_cap_pct * ch.charges, c.amount_scale, c.rounding_mode)
+            AS rounded_cap,
         p.from_points AS points_step_from,
         CASE WHEN ms.regime = 'points' AND ms.points_total > 0 THEN coalesce(p.pct, 0) END
             AS points_pct
@@ -155,17 +165,27 @@ totals AS (
             ELSE CAST(at_risk_amount * total_weight AS DECIMAL(38, 28))
         END AS uncapped_total
     FROM priced
+),
+capping AS (
+    -- The cap binds when the exact total passes it, and also when the total is within the cap but
+    -- rounding each credit on its own would bill more than the rounded cap (three credits of
+    -- 33.335 under a cap of 100.005): the rounded lines never add up to more than the rounded cap.
+    SELECT
+        *,
+        cap_amount IS NOT NULL AND (
+            uncapped_total > cap_amount
+            OR (regime = 'at_risk_pool' AND rounded_alone_total > rounded_cap)
+        ) AS capped
+    FROM totals
 )
 SELECT
     *,
-    cap_amount IS NOT NULL AND uncapped_total > cap_amount AS capped,
     -- the rounded total that is split by largest remainder; NULL when each credit is rounded alone
     CASE
-        WHEN cap_amount IS NOT NULL AND uncapped_total > cap_amount
-            THEN round_to(cap_amount, amount_scale, rounding_mode)
+        WHEN capped THEN rounded_cap
         WHEN regime = 'points' THEN round_to(uncapped_total, amount_scale, rounding_mode)
     END AS split_total
-FROM totals;
+FROM capping;
 
 CREATE OR REPLACE TEMP TABLE calc_service_credits AS
 WITH shares AS (

@@ -8,12 +8,23 @@ figures are worked out by hand beside each assertion, never recomputed by the co
 from __future__ import annotations
 
 import datetime as dt
+import decimal
+import tempfile
 import textwrap
 from decimal import Decimal
+from pathlib import Path
 
+import duckdb
+import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from pipelines import engine
+from pipelines.config import load_contract
 from pipelines.errors import SettleError
+from pipelines.inputs import COLUMNS, InputSet
+from pipelines.money import divide, quantize
 
 D = Decimal
 
@@ -590,3 +601,215 @@ def test_points_below_the_first_step_credit_nothing(ws):
     c = credits(ws, "P1")[("2024-01", "accuracy")]
     assert (c["points"], c["points_pct"], c["amount"]) == (D(1), D(0), D(0))
     assert credit_lines(ws, "P1") == {}
+
+
+# --------------------------------------------------------------------------- properties
+#
+# The properties run the settlement SQL (01..07) in an in-memory DuckDB over terms and inputs
+# registered the way the engine registers them: hundreds of random months in a few seconds.
+
+SCALES = st.integers(min_value=0, max_value=4)
+MODES = st.sampled_from(["half_up", "half_even"])
+PCTS = st.integers(min_value=1, max_value=30).map(lambda n: D(n) / 100)
+
+
+def run_credit_sql(contract_yaml: str, kpis: list[tuple], units: list[tuple]):
+    """Terms and inputs registered as the engine does, then sql/01..07 on an in-memory database."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "contract.yaml"
+        path.write_text(contract_yaml)
+        loaded = load_contract(path)
+    con = duckdb.connect()
+    engine.ensure_schema(con)
+    engine.run_script(con, engine.SQL_DIR / "01_macros.sql")
+    engine.register_terms(con, [loaded])
+    frames = {}
+    for folder, spec in COLUMNS.items():
+        schema = {c: t for c, (t, _, _) in spec.items()}
+        rows = {"kpis": kpis, "volumes": units}.get(folder, [])
+        frame = pl.DataFrame([list(r) + [None] * (len(schema) - len(r)) for r in rows],
+                             schema=list(schema), orient="row")
+        frames[folder] = frame.cast(schema).with_columns(
+            pl.lit("test").alias("_file"), pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"))
+    engine.register_inputs(con, InputSet(Path("."), frames))
+    con.execute(
+        "CREATE TEMP TABLE run_params AS SELECT DATE '2024-01-01' AS period_from, "
+        "DATE '2024-12-01' AS period_to, DATE '9999-12-31' AS as_known_at, 'settle' AS mode")
+    con.execute("CREATE TEMP TABLE run_contracts AS SELECT contract_id FROM cfg_contracts")
+    for path in engine.sql_files():
+        if path.name[:2] <= "07":
+            engine.run_script(con, path)
+    return con
+
+
+def month_credits(con) -> dict[dt.date, list[dict]]:
+    cur = con.execute("SELECT * FROM calc_service_credits ORDER BY period, kpi_order")
+    names = [d[0] for d in cur.description]
+    out: dict[dt.date, list[dict]] = {}
+    for row in cur.fetchall():
+        r = dict(zip(names, row, strict=True))
+        out.setdefault(r["period"], []).append(r)
+    return out
+
+
+def check_month(rows: list[dict]) -> None:
+    """Invariants of one month's credits, against Python Decimal."""
+    first = rows[0]
+    scale, mode = first["amount_scale"], first["rounding_mode"]
+    unit = D(1).scaleb(-scale)
+    amounts = [r["amount"] for r in rows]
+    assert all(a >= 0 and a == quantize(a, scale, mode) for a in amounts)
+    if first["cap_amount"] is not None:
+        # credits never exceed the (rounded) cap
+        assert sum(amounts) <= quantize(first["cap_amount"], scale, mode)
+    if first["split_total"] is not None:
+        # the rounded lines add up to the rounded total exactly ...
+        assert sum(amounts) == first["split_total"]
+        # ... and each is its exact pro rata share cut to the amount scale, or one unit more
+        total_weight = sum(r["weight"] for r in rows)
+        for r in rows:
+            exact = first["split_total"] * r["weight"] / total_weight if total_weight else D(0)
+            floor = exact.quantize(unit, rounding=decimal.ROUND_DOWN)
+            assert r["amount"] in (floor, floor + unit)
+        if first["capped"]:
+            assert first["split_total"] == quantize(first["cap_amount"], scale, mode)
+    else:
+        for r in rows:
+            assert r["amount"] == quantize(r["uncapped_amount"], scale, mode)
+
+
+@st.composite
+def pool_months(draw):
+    n = draw(st.integers(min_value=1, max_value=4))
+    kpis, rows = [], []
+    for i in range(n):
+        linear = draw(st.booleans())
+        kpis.append(
+            f"- {{id: k{i}, target: 0.80, minimum: 0.70, allocation_pct: "
+            f"{draw(st.integers(1, 100)) / D(100)}, repeat_multiplier: "
+            f"{draw(st.sampled_from(['1', '1.5', '2']))}, "
+            f"credit: {{model: {'linear' if linear else 'binary'}}}}}"
+        )
+        for month in ("2024-01", "2024-02", "2024-03"):
+            fails = draw(st.booleans())
+            actual = draw(st.integers(6000, 7999)) / D(10000) if fails else D("0.85")
+            rows.append(("C1", f"k{i}", month, actual))
+    cap = draw(st.one_of(st.none(), PCTS))
+    scale, mode = draw(SCALES), draw(MODES)
+    text = pool_contract("\n".join(kpis), at_risk_pct=str(draw(PCTS)),
+                         monthly_cap_pct=None if cap is None else str(cap), rounding=mode)
+    text = text.replace("amount_scale: 2", f"amount_scale: {scale}")
+    units = draw(st.integers(min_value=1, max_value=10**10).map(lambda n: D(n) / 1000))
+    return text, rows, [("C1", "voice", m, units) for m in ("2024-01", "2024-02", "2024-03")]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pool_months())
+def test_property_pool_credits_within_the_cap_and_lines_add_up(case):
+    text, kpis, units = case
+    con = run_credit_sql(text, kpis, units)
+    for rows in month_credits(con).values():
+        check_month(rows)
+
+
+@st.composite
+def points_months(draw):
+    steps = sorted(draw(st.sets(st.integers(1, 20), min_size=1, max_size=4)))
+    table = ", ".join(
+        f"{{from_points: {s}, pct: {draw(st.integers(1, 10)) / D(100)}}}" for s in steps)
+    n = draw(st.integers(min_value=1, max_value=4))
+    kpis, rows = [], []
+    for i in range(n):
+        points = [draw(st.integers(0, 5)) for _ in range(2)]
+        kpis.append(
+            f"- {{id: k{i}, target: 0.95, repeat_multiplier: "
+            f"{draw(st.sampled_from(['1', '2', '3']))}, points_bands: "
+            f"[{{worse_than: 0.93, points: {points[0]}}}, {{worse_than: 0.90, points: {points[1]}}}]}}"
+        )
+        for month in ("2024-01", "2024-02", "2024-03"):
+            actual = draw(st.sampled_from(["0.97", "0.94", "0.92", "0.85"]))
+            rows.append(("P1", f"k{i}", month, D(actual)))
+    cap = draw(st.one_of(st.none(), PCTS))
+    mode, scale = draw(MODES), draw(SCALES)
+    text = (
+        POINTS_CONTRACT.split("  kpis:")[0]
+        .replace("monthly_cap_pct: 0.05", f"monthly_cap_pct: {cap}" if cap else "")
+        .replace("points_to_credit_pct:\n    - {from_points: 1, pct: 0.01}\n"
+                 "    - {from_points: 5, pct: 0.03}\n    - {from_points: 10, pct: 0.06}\n",
+                 f"points_to_credit_pct: [{table}]\n")
+        .replace("end: 2025-12\n", f"end: 2025-12\nrounding: {{mode: {mode}, amount_scale: {scale}}}\n")
+        + "  kpis:\n" + textwrap.indent("\n".join(kpis), "    ") + "\n"
+    )
+    units = draw(st.integers(min_value=1, max_value=10**10).map(lambda n: D(n) / 1000))
+    return text, rows, [("P1", "claims", m, units) for m in ("2024-01", "2024-02", "2024-03")]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(points_months())
+def test_property_points_credits_within_the_cap_and_lines_add_up(case):
+    text, kpis, units = case
+    con = run_credit_sql(text, kpis, units)
+    for rows in month_credits(con).values():
+        check_month(rows)
+        first = rows[0]
+        # the whole stepped credit, or the cap when it binds, is what the lines add up to
+        expected = first["points_pct"] * first["charges"] if first["points_pct"] else D(0)
+        if first["cap_amount"] is not None:
+            expected = min(expected, first["cap_amount"])
+        assert sum(r["amount"] for r in rows) == quantize(
+            expected, first["amount_scale"], first["rounding_mode"])
+
+
+# div_round and round_to against Python Decimal, on exact half-unit boundaries and just off them.
+HALF_CASES = st.tuples(
+    st.integers(min_value=-(10**9), max_value=10**9),  # the quotient in half-units of the scale
+    st.integers(min_value=1, max_value=10**6).map(lambda n: D(n) / 1000),  # the divisor
+    SCALES,
+)
+
+
+@pytest.fixture(scope="module")
+def macros():
+    con = duckdb.connect()
+    engine.run_script(con, engine.SQL_DIR / "01_macros.sql")
+    yield con
+    con.close()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=HALF_CASES, mode=MODES, nudge=st.sampled_from([D(0), D("1e-12"), D("-1e-12")]))
+def test_property_div_round_matches_decimal_on_half_boundaries(macros, case, mode, nudge):
+    halves, divisor, scale = case
+    # halves/2 units of the last place (an exact half when halves is odd), times the divisor:
+    # the exact quotient sits on the rounding boundary; nudge moves it a hair to either side
+    dividend = D(halves) * D(1).scaleb(-scale) / 2 * divisor + nudge
+    quotient, rounded = macros.execute(
+        "SELECT div_round(?::DECIMAL(38, 12), ?::DECIMAL(38, 12), ?, ?), "
+        "round_to(?::DECIMAL(38, 12), ?, ?)",
+        [dividend, divisor, scale, mode, dividend, scale, mode],
+    ).fetchone()
+    assert quotient == divide(dividend, divisor, scale, mode)
+    assert rounded == quantize(dividend, scale, mode)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "mode", "expected"),
+    [
+        # 0.125 / 1 -> half_up 0.13, half_even 0.12; -0.125 -> -0.13 / -0.12 (half away from zero)
+        ("0.125", "1", "half_up", "0.13"),
+        ("0.125", "1", "half_even", "0.12"),
+        ("-0.125", "1", "half_up", "-0.13"),
+        ("-0.125", "1", "half_even", "-0.12"),
+        # 1 / 8 = 0.125 on the boundary through a real division; 0.135 -> 0.14 both ways
+        ("1", "8", "half_even", "0.12"),
+        ("0.27", "2", "half_even", "0.14"),
+        # 2 / 3 = 0.666.. -> 0.67; cut toward zero (down) 0.66; -2 / 3 down -> -0.66
+        ("2", "3", "half_up", "0.67"),
+        ("2", "3", "down", "0.66"),
+        ("-2", "3", "down", "-0.66"),
+    ],
+)
+def test_div_round_hand_cases(macros, a, b, mode, expected):
+    got = macros.execute("SELECT div_round(?::DECIMAL(38, 12), ?::DECIMAL(38, 12), 2, ?)",
+                         [D(a), D(b), mode]).fetchone()[0]
+    assert got == D(expected)
