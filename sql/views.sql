@@ -17,6 +17,8 @@ CREATE OR REPLACE VIEW current_gain_share AS
 SELECT t.* FROM gain_share t
 JOIN current_run_periods c
   ON c.run_id = t.run_id AND c.contract_id = t.contract_id AND c.period = t.billed_period;
+CREATE OR REPLACE VIEW current_gain_share_months AS
+SELECT t.* FROM gain_share_months t JOIN current_run_periods c USING (run_id, contract_id, period);
 CREATE OR REPLACE VIEW current_adjustments AS
 SELECT t.* FROM adjustments t
 JOIN current_run_periods c

@@ -1,0 +1,109 @@
+"""`validated_inputs`: the engine's checks on contracts and inputs, as blocking asset checks.
+
+The checks read every input file, not only the partition's months: `engine.settle` reads the whole
+history (runs of KPI failures, gain-share windows, restated closed months) and refuses any bad row,
+so a bad row in any month stops every settlement until it is fixed, as it does for `settle run`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+
+from .. import engine
+from ..periods import fmt
+from .display import table
+from .partitions import MONTHS, ONE_RUN, months_of
+from .resources import SettleFiles
+
+# engine validation stage -> (check name, what it checks)
+CHECKS: dict[str, tuple[str, str]] = {
+    "contracts": (
+        "contract_configs",
+        "Every contract YAML loads and passes its rules (pipelines/config.py): the file, key path "
+        "and reason of the first bad one.",
+    ),
+    "inputs": (
+        "input_schemas",
+        "Every Parquet input passes its Pandera schema (pipelines/inputs.py): columns, types, "
+        "nullability, ranges and unique keys; the file, column, rule and first offending rows.",
+    ),
+    "references": (
+        "input_references",
+        "Inputs name known contracts, service lines and KPIs, inside the contract term "
+        "(sql/input_rules.sql); the first broken rule with its rows.",
+    ),
+}
+
+
+@dg.asset(
+    partitions_def=MONTHS,
+    backfill_policy=ONE_RUN,
+    group_name="settlement",
+    kinds={"pandera", "polars"},
+    check_specs=[
+        dg.AssetCheckSpec(name, asset="validated_inputs", description=text, blocking=True)
+        for name, text in CHECKS.values()
+    ],
+)
+def validated_inputs(context: dg.AssetExecutionContext, settle: SettleFiles) -> dg.MaterializeResult:
+    """The contracts and inputs a settlement reads, checked exactly as `settle validate` checks
+    them. Writes nothing to the settlement database. A failed check stops the settlement of the
+    month (or range): nothing downstream runs, nothing is written."""
+    first, last = months_of(context)
+    report = engine.validation_report(settle.contracts, settle.data)
+    results = []
+    for stage in engine.VALIDATION_STAGES:
+        name, _ = CHECKS[stage]
+        if not report.ran(stage):
+            results.append(
+                dg.AssetCheckResult(
+                    check_name=name,
+                    passed=False,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    description="Not checked: the contracts or inputs did not load.",
+                )
+            )
+        elif stage in report.errors:
+            context.log.error(report.errors[stage])
+            results.append(
+                dg.AssetCheckResult(
+                    check_name=name,
+                    passed=False,
+                    description=report.errors[stage],
+                    metadata={"error": dg.MetadataValue.text(report.errors[stage])},
+                )
+            )
+        else:
+            results.append(dg.AssetCheckResult(check_name=name, passed=True))
+    return dg.MaterializeResult(metadata=_summary(report, first, last), check_results=results)
+
+
+def _summary(report: engine.Validation, first: dt.date, last: dt.date) -> dict:
+    months = f"{fmt(first)}..{fmt(last)}" if first != last else fmt(first)
+    metadata: dict = {"months": months}
+    if report.contracts is not None:
+        metadata["contracts"] = len(report.contracts)
+        metadata["contract terms"] = table(
+            ["contract", "client", "provider", "currency", "start", "end", "file"],
+            [
+                [t.contract_id, t.client, t.provider, t.currency, t.start, t.end, c.file]
+                for c in report.contracts
+                for t in [c.terms]
+            ],
+        )
+    if report.inputs is not None:
+        metadata["data_dir"] = str(report.inputs.data_dir)
+        rows = []
+        for folder, frame in report.inputs.frames.items():
+            in_months = frame.filter(pl.col("period").is_between(first, last)).height
+            rows.append([f"{folder}/", in_months, frame.height])
+        rows.append(["interactions/", f"{len(report.inputs.interaction_files)} file(s)", ""])
+        metadata["input rows"] = table(["input", f"rows in {months}", "rows in all months"], rows)
+        volumes = report.inputs.frames["volumes"]
+        metadata["dagster/row_count"] = volumes.filter(
+            pl.col("period").is_between(first, last)
+        ).height
+    return metadata
