@@ -21,12 +21,13 @@ database as it was.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,19 +201,24 @@ def compute(con: duckdb.DuckDBPyConnection, progress: Progress = _quiet) -> None
             _stop_on(
                 con,
                 "calc_missing_index_values",
-                lambda rows: "index values missing: "
-                + "; ".join(
-                    f"{r[1]} for {fmt(r[2])} (contract {r[0]}, review {fmt(r[3])})" for r in rows
-                )
-                + ". Add them to index_values/ (rule: every review reads its index months).",
+                lambda rows: (
+                    "index values missing: "
+                    + "; ".join(
+                        f"{r[1]} for {fmt(r[2])} (contract {r[0]}, review {fmt(r[3])})"
+                        for r in rows
+                    )
+                    + ". Add them to index_values/ (rule: every review reads its index months)."
+                ),
             )
         if path.stem.endswith("kpi_results"):
             _stop_on(
                 con,
                 "calc_missing_required_kpis",
-                lambda rows: "kpis/: required KPI values missing: "
-                + "; ".join(f"{r[1]} for {fmt(r[2])} (contract {r[0]})" for r in rows)
-                + " (rule: a KPI with required: true has a value every settled month).",
+                lambda rows: (
+                    "kpis/: required KPI values missing: "
+                    + "; ".join(f"{r[1]} for {fmt(r[2])} (contract {r[0]})" for r in rows)
+                    + " (rule: a KPI with required: true has a value every settled month)."
+                ),
             )
 
 
@@ -315,6 +321,23 @@ def connect_for_write(db_path: Path, wait_s: float | None = None) -> duckdb.Duck
             time.sleep(0.5)
 
 
+@contextlib.contextmanager
+def write_transaction(db_path: Path, commit: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One transaction on the database file: committed at the end, or rolled back on any error
+    (or when `commit` is false: a dry run). A killed process leaves nothing behind either."""
+    con = connect_for_write(db_path)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        yield con
+        con.execute("COMMIT" if commit else "ROLLBACK")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
+    finally:
+        con.close()
+
+
 def settle(
     contracts_dir: Path,
     data_dir: Path,
@@ -336,9 +359,7 @@ def settle(
     progress(f"validated {len(contracts)} contracts and inputs ({time.perf_counter() - t0:.2f}s)")
     mode = "settle"
 
-    con = connect_for_write(db_path)
-    try:
-        con.execute("BEGIN TRANSACTION")
+    with write_transaction(db_path, commit=not request.dry_run) as con:
         ensure_schema(con)
         run_script(con, SQL_DIR / "01_macros.sql")
         register_terms(con, contracts)
@@ -362,26 +383,14 @@ def settle(
                 f"{fmt(request.period_from)}..{fmt(request.period_to)} (closed months are only "
                 "restated when their next open month can be settled too)"
             )
-        run_id = con.execute(
-            "SELECT coalesce(max(run_id), 0) + 1 FROM settlement_runs"
-        ).fetchone()[0]
+        next_run = "SELECT coalesce(max(run_id), 0) + 1 FROM settlement_runs"
+        run_id = con.execute(next_run).fetchone()[0]
         _store(con, run_id, mode, request, contracts, selected, inputs, started_at)
         result = _summarise(con, run_id, mode, written)
-        if request.dry_run:
-            con.execute("ROLLBACK")
-            result.run_id = None
-        else:
-            con.execute("COMMIT")
-        progress(f"settled in {time.perf_counter() - t0:.2f}s")
-        return result
-    except BaseException:
-        try:
-            con.execute("ROLLBACK")
-        except duckdb.Error:
-            pass
-        raise
-    finally:
-        con.close()
+    if request.dry_run:
+        result.run_id = None
+    progress(f"settled in {time.perf_counter() - t0:.2f}s")
+    return result
 
 
 def _store(
@@ -558,20 +567,9 @@ def close(
     to: dt.date | None = None,
 ) -> list[tuple[str, dt.date, int]]:
     """Lock months: the current run of each becomes its closing run, for good."""
-    con = connect_for_write(db_path)
-    try:
-        con.execute("BEGIN TRANSACTION")
+    with write_transaction(db_path) as con:
         ensure_schema(con)
         closed = []
         for month in month_range(period, to or period):
             closed += _close_month(con, month, contract_ids, progress)
-        con.execute("COMMIT")
-        return closed
-    except BaseException:
-        try:
-            con.execute("ROLLBACK")
-        except duckdb.Error:
-            pass
-        raise
-    finally:
-        con.close()
+    return closed

@@ -1,9 +1,9 @@
 """Exact money policy for Settle.
 
-Every amount, rate, share and factor is a `decimal.Decimal` in Python and a `DECIMAL(38, s)` in
-DuckDB: never a float. Rounding happens once, at the invoice line, with the contract's rounding mode;
-SQL does it through the macros in `sql/01_macros.sql`, Python through `quantize` below, and the tests
-hold the two to the same answers.
+Every amount, rate, share and factor is a `decimal.Decimal` in Python and a `DECIMAL(38, s)`
+in DuckDB: never a float. Rounding happens once, at the invoice line, with the contract's
+rounding mode; SQL does it through the macros in `sql/01_macros.sql`, Python through `quantize`
+below, and the tests hold the two to the same answers.
 """
 
 from __future__ import annotations

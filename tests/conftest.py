@@ -1,10 +1,10 @@
 """Test workspace: real contract YAML files, real Parquet inputs, a real DuckDB file.
 
-    def test_something(ws):
-        ws.contract(MINIMAL_CONTRACT)                       # YAML text or a dict
-        ws.volumes([("C1", "voice", "2024-01", "100")])      # rows as tuples of text
-        ws.settle("2024-01")
-        assert ws.one("SELECT amount FROM current_invoice_lines") == Decimal("240.00")
+def test_something(ws):
+    ws.contract(MINIMAL_CONTRACT)                       # YAML text or a dict
+    ws.volumes([("C1", "voice", "2024-01", "100")])      # rows as tuples of text
+    ws.settle("2024-01")
+    assert ws.one("SELECT amount FROM current_invoice_lines") == Decimal("240.00")
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class Workspace:
         return path
 
     def write(self, folder: str, rows: list[tuple], name: str = "part.parquet") -> Path:
-        """Rows as tuples in the folder's column order; trailing nullable columns may be left off."""
+        """Rows as tuples in the folder's column order; trailing nullable columns may be omitted."""
         columns = FOLDERS[folder]
         data: dict[str, list] = {c: [] for c, _ in columns}
         for row in rows:

@@ -1,4 +1,4 @@
-"""The month-end cycle with a rebasing in arrears (SPEC 5): close, restate, adjust, never rewrite."""
+"""The month-end cycle with a rebasing in arrears (SPEC 5): close, restate, adjust."""
 
 from __future__ import annotations
 
@@ -206,10 +206,14 @@ def test_closed_rows_never_change_and_adjustments_add_up(tmp_path_factory, opera
             write_contract(ws, extra_baselines, extra_pricing)
         # closed rows never change
         for run_id, rows in closed_snapshots.items():
-            assert ws.rows(
-                "SELECT * FROM invoice_lines WHERE run_id = ? ORDER BY contract_id, period, line_key",
-                [run_id],
-            ) == rows
+            assert (
+                ws.rows(
+                    "SELECT * FROM invoice_lines WHERE run_id = ? "
+                    "ORDER BY contract_id, period, line_key",
+                    [run_id],
+                )
+                == rows
+            )
         if ws.db.exists():
             for (run_id,) in [
                 tuple(r.values())
