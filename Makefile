@@ -28,6 +28,8 @@ demo: setup
 	$(BIN)/settle run --period 2024-01 --to 2025-06 --as-known-at 2025-07-10 --db $(DB) > /dev/null
 	$(BIN)/settle close --period 2024-01 --to 2025-06 --db $(DB) > /dev/null
 	$(BIN)/settle run --period 2025-07 --to $(DEMO_MONTH) --db $(DB)
+	$(BIN)/settle report --period $(DEMO_MONTH) --format html --db $(DB)
+	$(BIN)/settle report --period $(DEMO_MONTH) --format xlsx --db $(DB)
 
 test: setup
 	$(BIN)/ruff check pipelines tests bench data_samples/make_samples.py

@@ -164,6 +164,44 @@ def close(contracts, data, db, period, to, contract_ids) -> None:
         click.echo("nothing to close")
 
 
+@main.command()
+@_common
+@click.option("--contract", "contract_id", required=True, help="Contract id.")
+@click.option("--period", "period", required=True, help="Month (YYYY-MM).")
+@click.option("--line", "line_key", default=None, help="Only this line key (e.g. usage:voice).")
+def explain(contracts, data, db, contract_id, period, line_key) -> None:
+    """How each invoice line was derived, from the database alone (opened read-only)."""
+    from .explain import explain as explain_lines
+
+    click.echo(explain_lines(db, contract_id, period_arg(period), line_key), nl=False)
+
+
+@main.command()
+@_common
+@click.option("--period", "period", required=True, help="Month (YYYY-MM).")
+@click.option(
+    "--format",
+    "pack_format",
+    type=click.Choice(["xlsx", "html"]),
+    default="xlsx",
+    show_default=True,
+    help="Excel workbook or one self-contained HTML page.",
+)
+@click.option(
+    "--out",
+    "out",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Output file (default reports/settlement_pack_YYYY-MM.<format>).",
+)
+def report(contracts, data, db, period, pack_format, out) -> None:
+    """The settlement pack for sign-off, from the database alone (opened read-only)."""
+    from .report import write_pack
+
+    path = write_pack(db, period_arg(period), pack_format, out, _progress)
+    click.echo(f"settlement pack {period} ({pack_format}) -> {path}")
+
+
 def entry() -> None:
     try:
         main(standalone_mode=False)

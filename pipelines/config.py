@@ -13,11 +13,12 @@ YAML numbers are read as `Decimal` from their literal text: `2.40` never passes 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import hashlib
 import re
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -334,10 +335,41 @@ def _normalise_targets(raw: dict[str, Any]) -> None:
             kpi["target"] = [{"effective_from": raw.get("start"), "value": kpi["target"]}]
 
 
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The section model that holds the key at `loc` (list indices skipped), if any."""
+    model: type[BaseModel] = Contract
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        pending, found = [field.annotation], None
+        while pending and found is None:
+            kind = pending.pop()
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                found = kind
+            else:
+                pending.extend(get_args(kind))
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def _unknown_key(loc: tuple[Any, ...]) -> str:
+    key = str(loc[-1]) if loc else ""
+    model = _model_at(loc)
+    known = sorted(model.model_fields) if model else []
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean {close[0]}?" if close else f"this section takes {', '.join(known)}"
+    return f"unknown key {key!r} ({hint})" if known else f"unknown key {key!r}"
+
+
 def _pydantic_reason(err: dict[str, Any]) -> str:
     kind = err.get("type", "")
     if kind == "extra_forbidden":
-        return "unknown key (check the spelling against the contract reference)"
+        return _unknown_key(tuple(err.get("loc", ())))
     if kind == "missing":
         return "required key is missing"
     msg = err.get("msg", "invalid value")
@@ -356,7 +388,12 @@ def load_contract(path: Path, root: Path | None = None) -> LoadedContract:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else ""
-        raise ConfigError(name, where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        reason = f"not valid YAML: {getattr(exc, 'problem', None) or exc}"
+        start, context = getattr(exc, "context_mark", None), getattr(exc, "context", None)
+        if start is not None and context and (mark is None or start.line != mark.line):
+            # the real mistake is often where the construct began, not where parsing gave up
+            reason += f" ({context} that starts on line {start.line + 1})"
+        raise ConfigError(name, where, reason) from None
     if not isinstance(raw, dict):
         raise ConfigError(name, "", "a contract file must be a mapping of keys")
     _normalise_targets(raw)
@@ -387,13 +424,17 @@ def load_contracts(directory: Path, only: set[str] | None = None) -> list[Loaded
     for c in contracts:
         if c.contract_id in seen:
             raise ConfigError(
-                c.file, "contract_id", f"{c.contract_id} is already defined in {seen[c.contract_id]}"
+                c.file,
+                "contract_id",
+                f"{c.contract_id} is already defined in {seen[c.contract_id]}",
             )
         seen[c.contract_id] = c.file
     if only:
         unknown = sorted(only - set(seen))
         if unknown:
-            raise SettleError(f"unknown contract id(s): {', '.join(unknown)}; known: {sorted(seen)}")
+            raise SettleError(
+                f"unknown contract id(s): {', '.join(unknown)}; known: {sorted(seen)}"
+            )
         contracts = [c for c in contracts if c.contract_id in only]
     return contracts
 
@@ -437,14 +478,14 @@ def _check_ladder(items: list[Any], path: str, file: str, what: str) -> None:
                 f"{path}[{i}].up_to",
                 f"the last {what} must be open-ended (no up_to), got {_fmt(item.up_to)}",
             )
-        if i and item.up_to is not None and items[i - 1].up_to is not None:
-            if item.up_to <= items[i - 1].up_to:
-                raise ConfigError(
-                    file,
-                    f"{path}[{i}]",
-                    f"up_to {_fmt(item.up_to)} is not above the previous {what}'s "
-                    f"{_fmt(items[i - 1].up_to)}",
-                )
+        previous = items[i - 1].up_to if i else None
+        if item.up_to is not None and previous is not None and item.up_to <= previous:
+            raise ConfigError(
+                file,
+                f"{path}[{i}]",
+                f"up_to {_fmt(item.up_to)} is not above the previous {what}'s "
+                f"{_fmt(items[i - 1].up_to)}",
+            )
 
 
 def _check_pricing(p: Pricing, path: str, file: str) -> None:
@@ -455,19 +496,19 @@ def _check_pricing(p: Pricing, path: str, file: str) -> None:
             raise ConfigError(file, f"{path}.bands", "model package takes no bands")
         return
     if p.package_size is not None or p.package_price is not None:
-        raise ConfigError(file, path, f"package_size/package_price only apply to model package")
+        raise ConfigError(file, path, "package_size/package_price only apply to model package")
     if not p.bands:
         raise ConfigError(file, f"{path}.bands", f"model {p.model} needs at least one band")
     if p.model == "per_unit" and (len(p.bands) != 1 or p.bands[0].up_to is not None):
         raise ConfigError(file, f"{path}.bands", "model per_unit takes exactly one band, no up_to")
     _check_ladder(p.bands, f"{path}.bands", file, "band")
-    if p.minimum_charge is not None and p.maximum_charge is not None:
-        if p.minimum_charge > p.maximum_charge:
-            raise ConfigError(
-                file,
-                f"{path}.minimum_charge",
-                f"{_fmt(p.minimum_charge)} is above maximum_charge {_fmt(p.maximum_charge)}",
-            )
+    floor, ceiling = p.minimum_charge, p.maximum_charge
+    if floor is not None and ceiling is not None and floor > ceiling:
+        raise ConfigError(
+            file,
+            f"{path}.minimum_charge",
+            f"{_fmt(p.minimum_charge)} is above maximum_charge {_fmt(p.maximum_charge)}",
+        )
     if p.maximum_charge is not None and p.itemise_bands:
         raise ConfigError(
             file, f"{path}.maximum_charge", "a capped line cannot be itemised per band"
@@ -504,10 +545,12 @@ def _check_kpi(k: Kpi, path: str, file: str, c: Contract, regime: str) -> None:
                     )
         if k.credit.model == "bands":
             if not k.credit.bands:
-                raise ConfigError(file, f"{path}.credit.bands", "the bands credit model needs bands")
+                raise ConfigError(
+                    file, f"{path}.credit.bands", "the bands credit model needs bands"
+                )
             _check_worse_ladder(k.credit.bands, f"{path}.credit.bands", file, k.direction)
         elif k.credit.bands:
-            raise ConfigError(file, f"{path}.credit.bands", f"bands need credit model bands")
+            raise ConfigError(file, f"{path}.credit.bands", "bands need credit model bands")
     else:
         if not k.points_bands:
             raise ConfigError(file, f"{path}.points_bands", "required in the points regime")
@@ -527,7 +570,9 @@ def _check_kpi(k: Kpi, path: str, file: str, c: Contract, regime: str) -> None:
                 file, f"{path}.measure.service_line", f"{m.service_line} is not a service line"
             )
         if m.metric == "service_level" and m.threshold_s is None:
-            raise ConfigError(file, f"{path}.measure.threshold_s", "service_level needs threshold_s")
+            raise ConfigError(
+                file, f"{path}.measure.threshold_s", "service_level needs threshold_s"
+            )
         needs_short = m.abandons == "exclude_short"
         if needs_short and m.short_abandon_s is None:
             raise ConfigError(
@@ -570,7 +615,9 @@ def check_rules(c: Contract, file: str) -> None:
     _check_fee_history(c, file)
     if set(line_ids) & set(fee_ids):
         raise ConfigError(
-            file, "fixed_fees", f"ids shared with service lines: {sorted(set(line_ids) & set(fee_ids))}"
+            file,
+            "fixed_fees",
+            f"ids shared with service lines: {sorted(set(line_ids) & set(fee_ids))}",
         )
     if c.indexation is not None:
         _check_indexation(c.indexation, file, set(line_ids), set(fee_ids))
@@ -635,16 +682,16 @@ def _check_indexation(ix: Indexation, file: str, lines: set[str], fees: set[str]
             )
         total = sum((b.weight for b in ix.basket), ZERO)
         if total > 1:
-            raise ConfigError(file, "indexation.basket", f"weights add up to {_fmt(total)}, above 1")
+            raise ConfigError(
+                file, "indexation.basket", f"weights add up to {_fmt(total)}, above 1"
+            )
         _unique([b.index_id for b in ix.basket], "indexation.basket", file, key="index_id")
     if ix.first_review <= ix.base_period:
         raise ConfigError(
             file, "indexation.first_review", "must be after base_period (the prices' index month)"
         )
     if ix.cap is not None and ix.floor is not None and ix.floor > ix.cap:
-        raise ConfigError(
-            file, "indexation.floor", f"{_fmt(ix.floor)} is above cap {_fmt(ix.cap)}"
-        )
+        raise ConfigError(file, "indexation.floor", f"{_fmt(ix.floor)} is above cap {_fmt(ix.cap)}")
     for i, item in enumerate(ix.applies_to or []):
         if item not in lines | fees:
             raise ConfigError(

@@ -38,7 +38,7 @@ from . import __version__
 from .config import LoadedContract, load_contracts
 from .errors import SettleError
 from .inputs import InputSet, read_inputs
-from .interactions import register_interactions
+from .interactions import check_interactions, register_interactions
 from .periods import fmt, month_range
 from .terms import build_tables
 
@@ -145,7 +145,7 @@ def _register(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Non
 
 
 def check_input_rules(con: duckdb.DuckDBPyConnection) -> None:
-    """Referential rules between inputs and contracts (sql/input_rules.sql)."""
+    """Referential rules between inputs and contracts (sql/input_rules.sql), then interactions."""
     for name, rule, query in _rules():
         rows = con.execute(query).fetchall()
         if rows:
@@ -159,6 +159,8 @@ def check_input_rules(con: duckdb.DuckDBPyConnection) -> None:
                 f"{where}: {column}{total} row(s) break the rule '{rule.rstrip('.')}'; "
                 f"first: {shown}."
             )
+    # interactions last: their one scan also counts what the measured KPIs need
+    check_interactions(con)
 
 
 def _rule_column(rule: str) -> str:
@@ -171,7 +173,7 @@ def _describe(cols: list[str], row: tuple) -> str:
     head = f"row {values.pop('_row')}" if "_row" in values else "row"
     values.pop("_file", None)
     body = ", ".join(
-        f"{k}={fmt(v) if isinstance(v, dt.date) and k == 'period' else v}"
+        f"{k}={fmt(v) if isinstance(v, dt.date) and 'period' in k and v.day == 1 else v}"
         for k, v in values.items()
     )
     return f"{head} ({body})"

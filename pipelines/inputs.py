@@ -28,9 +28,12 @@ from .periods import fmt
 
 os.environ.setdefault("PANDERA_VALIDATION_DEPTH", "SCHEMA_AND_DATA")
 
-DEC6 = pl.Decimal(38, 6)
-DEC8 = pl.Decimal(38, 8)
-DEC4 = pl.Decimal(38, 4)
+# Width 28, not 38: DuckDB gives CASE, greatest, least and coalesce over DECIMAL(38, a) and
+# DECIMAL(38, b) the SMALLER scale (it keeps 38 - min scale integer digits), silently rounding the
+# finer operand. Inputs and terms narrower than the computed values keep every digit.
+DEC6 = pl.Decimal(28, 6)
+DEC8 = pl.Decimal(28, 8)
+DEC4 = pl.Decimal(28, 4)
 TS = pl.Datetime("us")
 
 # folder -> column -> (dtype, required column, nullable)
@@ -84,7 +87,7 @@ KEYS = {
 
 _first_of_month = pa.Check(
     lambda data: data.lazyframe.select(pl.col(data.key).dt.day() == 1),
-    name="is the first day of a month",
+    name="period is the first day of its month",
 )
 
 
@@ -160,9 +163,7 @@ def _cast_column(series: pl.Series, target: pl.DataType, file: str) -> pl.Series
         if source.is_float():
             reason = "is a float; amounts, units and KPI values must be decimal or integer"
         elif isinstance(source, pl.Decimal) and (source.scale or 0) > (target.scale or 0):
-            reason = (
-                f"has {source.scale} decimal places; at most {target.scale} are kept exactly"
-            )
+            reason = f"has {source.scale} decimal places; at most {target.scale} are kept exactly"
         elif not (isinstance(source, pl.Decimal) or source.is_integer() or source == pl.Null):
             reason = f"is {source}, expected a decimal"
     elif target == pl.Date:
@@ -175,16 +176,21 @@ def _cast_column(series: pl.Series, target: pl.DataType, file: str) -> pl.Series
             source, pl.Categorical | pl.Enum
         ):
             reason = f"is {source}, expected text"
-    elif isinstance(target, pl.Datetime):
-        if not (isinstance(source, pl.Datetime) or source == pl.Null):
-            reason = f"is {source}, expected a timestamp"
+    elif isinstance(target, pl.Datetime) and not (
+        isinstance(source, pl.Datetime) or source == pl.Null
+    ):
+        reason = f"is {source}, expected a timestamp"
     if reason:
         raise SettleError(f"{file}: column {name} {reason} (rule: column type).")
     return series.cast(target)
 
 
 def _read_file(path: Path, root: Path, folder: str, data_dir: Path) -> pl.DataFrame:
-    name = str(path.relative_to(data_dir.parent)) if path.is_relative_to(data_dir.parent) else str(path)
+    name = (
+        str(path.relative_to(data_dir.parent))
+        if path.is_relative_to(data_dir.parent)
+        else str(path)
+    )
     try:
         frame = pl.read_parquet(path)
     except Exception as exc:  # a corrupt or non-Parquet file
@@ -221,17 +227,45 @@ def _read_file(path: Path, root: Path, folder: str, data_dir: Path) -> pl.DataFr
     )
 
 
-def _describe_rows(frame: pl.DataFrame, indices: list[int], columns: list[str]) -> str:
+def _show(column: str, value: object) -> str:
+    # a period is shown as its month, unless the day is the problem
+    if column == "period" and isinstance(value, dt.date) and value.day == 1:
+        return fmt(value)
+    return str(value)
+
+
+def _describe_rows(
+    frame: pl.DataFrame, indices: list[int], columns: list[str], with_file: bool = False
+) -> str:
     rows = frame[indices]
     shown = []
     for row in rows.iter_rows(named=True):
-        values = ", ".join(
-            f"{c}={fmt(row[c]) if isinstance(row[c], dt.date) and c == 'period' else row[c]}"
-            for c in columns
-            if c in row
-        )
-        shown.append(f"row {row['_row']} ({values})")
+        values = ", ".join(f"{c}={_show(c, row[c])}" for c in columns if c in row)
+        where = f"{row['_file']} row" if with_file else "row"
+        shown.append(f"{where} {row['_row']} ({values})")
     return "; ".join(shown)
+
+
+_CHECK_WORDS = {
+    "greater_than_or_equal_to": ">=",
+    "greater_than": ">",
+    "less_than_or_equal_to": "<=",
+    "less_than": "<",
+}
+
+
+def _rule_text(check: str, column: str | None, folder: str) -> str:
+    """Pandera's check name in the words of the input contract."""
+    if check == "multiple_fields_uniqueness":
+        return f"one row per {', '.join(KEYS[folder])}"
+    if check == "not_nullable":
+        return f"{column} must have a value"
+    if check.startswith("str_length"):
+        return f"{column} must not be empty"
+    match = re.fullmatch(r"(\w+)\((.*)\)", check)
+    if match and match.group(1) in _CHECK_WORDS:
+        return f"{column} {_CHECK_WORDS[match.group(1)]} {match.group(2)}"
+    return check
 
 
 def _validate(folder: str, frame: pl.DataFrame) -> None:
@@ -249,15 +283,14 @@ def _validate(folder: str, frame: pl.DataFrame) -> None:
         )
         indices = sorted(set(same["index"].to_list()))
         column = first["column"] or ", ".join(KEYS.get(folder, []))
-        rule = first["check"]
-        if rule == "multiple_fields_uniqueness":
-            rule = f"one row per {', '.join(KEYS[folder])}"
+        rule = _rule_text(first["check"], first["column"], folder)
         shown = KEYS.get(folder, []) + ([first["column"]] if first["column"] else [])
         shown = list(dict.fromkeys(shown or list(COLUMNS[folder])))
         files = sorted(set(frame[indices]["_file"].to_list()))
+        rows = _describe_rows(frame, indices[:3], shown, with_file=len(files) > 1)
         raise SettleError(
             f"{', '.join(files)}: column {column}: {len(indices)} row(s) break the rule "
-            f"'{rule}'; first: {_describe_rows(frame, indices[:3], shown)}."
+            f"'{rule}'; first: {rows}."
         ) from None
 
 
@@ -278,8 +311,11 @@ def read_inputs(data_dir: Path) -> InputSet:
             frame = pl.concat(parts, how="vertical")
         else:
             frame = pl.DataFrame(
-                schema={**{c: t for c, (t, _, _) in spec.items()}, "_file": pl.String,
-                        "_row": pl.Int64}
+                schema={
+                    **{c: t for c, (t, _, _) in spec.items()},
+                    "_file": pl.String,
+                    "_row": pl.Int64,
+                }
             )
         _validate(folder, frame)
         frames[folder] = frame

@@ -1,26 +1,369 @@
-"""Raw interactions: never loaded into Python, read by DuckDB straight from Parquet."""
+"""Raw interactions: never loaded into Python; DuckDB reads, validates and counts them in one scan.
+
+`interactions/` can hold tens of millions of rows a month, so it gets none of the Polars/Pandera
+treatment of the other folders. Instead:
+
+1. `register_interactions` checks each file's schema from the Parquet footers (names and types,
+   no data read) and exposes the files as the view `in_interactions`, cast to one type per column,
+   with `_file` and `_row` (0-based) for error messages.
+   It then runs sql/interactions.sql: ONE scan that both counts what the measured KPIs need
+   (`calc_interaction_counts`) and carries the extremes the row rules test.
+2. `check_interactions`, called by the engine with the other input rules, tests those extremes.
+   Only when a rule is broken are the files read again, to name the first offending rows.
+
+sql/05_measures.sql then derives each measured KPI from the counts, without touching the files.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
 import duckdb
 
-EMPTY = """
-CREATE OR REPLACE TEMP VIEW in_interactions AS
-SELECT NULL::VARCHAR AS contract_id, NULL::VARCHAR AS service_line_id,
-       NULL::TIMESTAMP AS arrived_at, NULL::TIMESTAMP AS answered_at,
-       NULL::TIMESTAMP AS abandoned_at, NULL::INTEGER AS handle_s,
-       NULL::BOOLEAN AS first_contact_resolved, NULL::INTEGER AS csat
-WHERE false
-"""
+from .errors import SettleError
+
+SQL_FILE = Path(__file__).resolve().parent.parent / "sql" / "interactions.sql"
+
+# column -> the type the settlement reads it as (SPEC 6)
+COLUMNS: dict[str, str] = {
+    "contract_id": "VARCHAR",
+    "service_line_id": "VARCHAR",
+    "arrived_at": "TIMESTAMP",
+    "answered_at": "TIMESTAMP",
+    "abandoned_at": "TIMESTAMP",
+    "handle_s": "INTEGER",
+    "first_contact_resolved": "BOOLEAN",
+    "csat": "INTEGER",
+}
+REQUIRED = ("contract_id", "service_line_id", "arrived_at")
+
+_INTEGERS = {
+    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
+    "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
+}  # fmt: skip
+_TIMESTAMPS = {"TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS"}
+_ALL_NULL = '"NULL"'
+
+# canonical type -> column types that always cast to it (no row can fail the cast)
+_LOSSLESS: dict[str, set[str]] = {
+    "VARCHAR": {"VARCHAR"},
+    "TIMESTAMP": _TIMESTAMPS,
+    "INTEGER": {"TINYINT", "SMALLINT", "INTEGER", "UTINYINT", "USMALLINT"},
+    "BOOLEAN": {"BOOLEAN"},
+}
+
+# canonical type -> Parquet column types accepted for it (VARCHAR is parsed row by row)
+_ACCEPTED: dict[str, set[str]] = {
+    "VARCHAR": {"VARCHAR"},
+    "TIMESTAMP": _TIMESTAMPS | {"VARCHAR"},
+    "INTEGER": _INTEGERS | {"VARCHAR"},
+    "BOOLEAN": {"BOOLEAN", "VARCHAR"} | _INTEGERS,
+}
+
+
+def _shown(path: str) -> str:
+    """A file as the user named it: relative to the working directory when it lies below it."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+# --------------------------------------------------------------------------- the view
+
+
+def _type_problem(column: str, source: str) -> str | None:
+    target = COLUMNS[column]
+    if source == _ALL_NULL or source in _ACCEPTED[target]:
+        return None
+    if target == "INTEGER" and re.fullmatch(r"DECIMAL\(\d+,0\)", source):
+        return None
+    if target == "INTEGER" and (source in {"FLOAT", "DOUBLE"} or source.startswith("DECIMAL")):
+        return f"is {source}; {column} takes whole numbers"
+    if source == "TIMESTAMP WITH TIME ZONE":
+        return (
+            "is a timestamp with a time zone; give the contact centre's local time without one "
+            "(the local month decides the period)"
+        )
+    return f"is {source}, expected {target}"
+
+
+def _check_schemas(con: duckdb.DuckDBPyConnection, listing: str) -> None:
+    """Names and types of every file's columns, from the Parquet footers only."""
+    rows = con.execute(
+        f"SELECT file_name, name, duckdb_type FROM parquet_schema([{listing}]) "
+        "WHERE duckdb_type IS NOT NULL ORDER BY file_name, column_id"
+    ).fetchall()
+    by_file: dict[str, dict[str, str]] = {}
+    for file, name, dtype in rows:
+        by_file.setdefault(file, {})[name] = dtype
+    for file, columns in sorted(by_file.items()):
+        unknown = [c for c in columns if c not in COLUMNS]
+        if unknown:
+            raise SettleError(
+                f"{_shown(file)}: unknown column(s) {', '.join(unknown)}; interactions/ takes "
+                f"{', '.join(COLUMNS)} (rule: schema)."
+            )
+        missing = [c for c in REQUIRED if c not in columns]
+        if missing:
+            raise SettleError(
+                f"{_shown(file)}: missing column(s) {', '.join(missing)} (rule: schema)."
+            )
+        for column, dtype in columns.items():
+            problem = _type_problem(column, dtype)
+            if problem:
+                raise SettleError(f"{_shown(file)}: column {column} {problem} (rule: column type).")
+
+
+def _view_sql(con: duckdb.DuckDBPyConnection, listing: str) -> tuple[str, list[str]]:
+    source = (
+        f"read_parquet([{listing}], union_by_name = true, filename = true, "
+        "file_row_number = true, hive_partitioning = false)"
+    )
+    unified = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    selects, cast_checks, cast_columns = [], [], []
+    for column, target in COLUMNS.items():
+        dtype = unified.get(column)
+        if dtype is None:
+            selects.append(f"NULL::{target} AS {column}")
+        elif dtype == _ALL_NULL or dtype in _LOSSLESS[target]:
+            selects.append(f"{column}::{target} AS {column}")
+        else:
+            # a value that does not cast is reported by the cast rule, not silently dropped
+            selects.append(f"TRY_CAST({column} AS {target}) AS {column}")
+            cast_checks.append(
+                f"WHEN {column} IS NOT NULL AND TRY_CAST({column} AS {target}) IS NULL "
+                f"THEN '{column} ''' || {column}::VARCHAR || ''' is not a {target}'"
+            )
+            cast_columns.append(column)
+    cast_error = f"CASE {' '.join(cast_checks)} END" if cast_checks else "NULL::VARCHAR"
+    sql = (
+        "CREATE OR REPLACE TEMP VIEW in_interactions AS SELECT "
+        + ", ".join(selects)
+        + f", filename AS _file, file_row_number AS _row, {cast_error} AS _cast_error FROM {source}"
+    )
+    return sql, cast_columns
+
+
+EMPTY = (
+    "CREATE OR REPLACE TEMP VIEW in_interactions AS SELECT "
+    + ", ".join(f"NULL::{t} AS {c}" for c, t in COLUMNS.items())
+    + ", NULL::VARCHAR AS _file, NULL::BIGINT AS _row, NULL::VARCHAR AS _cast_error WHERE false"
+)
 
 
 def register_interactions(con: duckdb.DuckDBPyConnection, files: list[str]) -> None:
-    """Expose the interaction files as the view `in_interactions` (empty when there are none)."""
+    """Expose the interaction files as the view `in_interactions` (empty when there are none) and
+    scan them once into calc_exclusion_segments and calc_interaction_counts.
+
+    Needs the terms (cfg_*) and in_exclusions registered first. Raises SettleError for a file
+    whose columns are unknown, missing or of a type that cannot hold the column exactly (a float
+    for whole seconds, a time-zoned timestamp); the row rules are `check_interactions`.
+    """
+    casts: list[str] = []
     if not files:
         con.execute(EMPTY)
-        return
-    listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    else:
+        listing = ", ".join(_sql_text(f) for f in files)
+        _check_schemas(con, listing)
+        sql, casts = _view_sql(con, listing)
+        con.execute(sql)
     con.execute(
-        f"CREATE OR REPLACE TEMP VIEW in_interactions AS "
-        f"SELECT * FROM read_parquet([{listing}], union_by_name = true)"
+        "CREATE OR REPLACE TEMP TABLE in_interaction_casts AS "
+        "SELECT unnest(?::VARCHAR[]) AS column_name",
+        [casts],
     )
+    for sql in scan_sql(con):
+        try:
+            con.execute(sql)
+        except duckdb.Error as exc:
+            raise SettleError(f"interactions/: the files could not be read: {exc}") from None
+
+
+# --------------------------------------------------------------------------- the scan
+
+
+def _statements() -> dict[str, str]:
+    text = SQL_FILE.read_text()
+    blocks = re.split(r"\n(?=-- name: )", text)
+    out = {}
+    for block in blocks:
+        match = re.match(r"-- name: (\S+)\n(.*)", block.strip(), re.S)
+        if match:
+            out[match.group(1)] = match.group(2).strip()
+    return out
+
+
+def _int_list(values: list[int]) -> str:
+    return "[" + ", ".join(str(v) for v in values) + "]"
+
+
+def scan_sql(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The statements of sql/interactions.sql with the thresholds the contracts use filled in.
+
+    Only the counts some KPI needs are made: answered within each service-level threshold;
+    abandoned within each threshold whose abandons count (count_as_met, exclude_within_threshold)
+    and within each short-abandon limit; csat at or above each top box.
+    """
+    measures = con.execute(
+        "SELECT metric, threshold_s, abandons, short_abandon_s, csat_top_box FROM cfg_kpi_measures"
+    ).fetchall()
+    answered_s: set[int] = set()
+    abandoned_s: set[int] = set()
+    boxes: set[int] = set()
+    for metric, threshold, abandons, short, box in measures:
+        if metric == "service_level" and threshold is not None:
+            answered_s.add(threshold)
+            if abandons in ("count_as_met", "exclude_within_threshold"):
+                abandoned_s.add(threshold)
+        if metric in ("service_level", "abandon_rate") and abandons == "exclude_short":
+            if short is not None:
+                abandoned_s.add(short)
+        if metric == "csat" and box is not None:
+            boxes.add(box)
+    answered = sorted(answered_s)
+    abandoned = sorted(abandoned_s)
+    csat = sorted(boxes)
+    has_casts = con.execute("SELECT count(*) FROM in_interaction_casts").fetchone()[0] > 0
+    fill = {
+        "answered_within": ", ".join(f"count_if(t.answer_us <= {s * 1_000_000})" for s in answered),
+        "abandoned_within": ", ".join(
+            f"count_if(t.abandon_us <= {s * 1_000_000})" for s in abandoned
+        ),
+        "csat_at_or_above": ", ".join(f"count_if(t.csat >= {b})" for b in csat),
+        "answered_within_s": _int_list(answered),
+        "abandoned_within_s": _int_list(abandoned),
+        "csat_boxes": _int_list(csat),
+        "cast_error_column": ", _cast_error" if has_casts else "",
+        "cast_errors": "count(t._cast_error)" if has_casts else "0::BIGINT",
+    }
+    return [sql.format(**fill) for sql in _statements().values()]
+
+
+# --------------------------------------------------------------------------- the rules
+
+
+@dataclass(frozen=True)
+class Rule:
+    column: str
+    text: str
+    broken_groups: str  # condition over calc_interaction_counts g (c: cfg_contracts, may be NULL)
+    broken_rows: str  # condition over in_interactions i (c: cfg_contracts, may be NULL)
+    shown: tuple[str, ...]
+
+
+_KEYS = ("contract_id", "service_line_id", "arrived_at")
+_LINE_KNOWN = (
+    "EXISTS (SELECT 1 FROM cfg_service_lines s WHERE s.contract_id = {t}.contract_id "
+    "AND s.service_line_id = {t}.service_line_id)"
+)
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "", "values must cast to the column's type", "g.cast_errors > 0",
+        "i._cast_error IS NOT NULL", ("_cast_error",),
+    ),
+    Rule(
+        "arrived_at", "arrived_at is required", "g.period IS NULL", "i.arrived_at IS NULL",
+        _KEYS,
+    ),
+    Rule(
+        "contract_id", "contract_id must be a contract in the contracts folder",
+        "c.contract_id IS NULL", "c.contract_id IS NULL", _KEYS,
+    ),
+    Rule(
+        "service_line_id", "service_line_id must be a service line of its contract",
+        f"c.contract_id IS NOT NULL AND NOT {_LINE_KNOWN.format(t='g')}",
+        f"c.contract_id IS NOT NULL AND NOT {_LINE_KNOWN.format(t='i')}", _KEYS,
+    ),
+    Rule(
+        "answered_at, abandoned_at", "an interaction is answered or abandoned, not both",
+        "g.answered_and_abandoned > 0",
+        "i.answered_at IS NOT NULL AND i.abandoned_at IS NOT NULL",
+        (*_KEYS, "answered_at", "abandoned_at"),
+    ),
+    Rule(
+        "answered_at", "answered_at must not be before arrived_at", "g.earliest_outcome_us < 0",
+        "i.answered_at < i.arrived_at", (*_KEYS, "answered_at"),
+    ),
+    Rule(
+        "abandoned_at", "abandoned_at must not be before arrived_at", "g.earliest_outcome_us < 0",
+        "i.abandoned_at < i.arrived_at", (*_KEYS, "abandoned_at"),
+    ),
+    Rule(
+        "handle_s", "handle_s must be >= 0", "g.min_handle_s < 0", "i.handle_s < 0",
+        (*_KEYS, "handle_s"),
+    ),
+    Rule(
+        "csat", "csat must be between 1 and 10", "g.min_csat < 1 OR g.max_csat > 10",
+        "i.csat NOT BETWEEN 1 AND 10", (*_KEYS, "csat"),
+    ),
+    Rule(
+        "arrived_at", "arrived_at must fall inside the contract term (start..end)",
+        "g.period < c.start_period OR g.period > coalesce(c.end_period, DATE '9999-12-01')",
+        "date_trunc('month', i.arrived_at) < c.start_period "
+        "OR date_trunc('month', i.arrived_at) > coalesce(c.end_period, DATE '9999-12-01')",
+        _KEYS,
+    ),
+)  # fmt: skip
+
+
+def _value(value: object) -> str:
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    return str(value)
+
+
+def _explain(con: duckdb.DuckDBPyConnection, rule: Rule) -> str | None:
+    """The error for a rule whose group test fired: files, count and the first offending rows."""
+    source = (
+        "FROM in_interactions i LEFT JOIN cfg_contracts c ON c.contract_id = i.contract_id "
+        f"WHERE {rule.broken_rows}"
+    )
+    total, files = con.execute(
+        f"SELECT count(*), list(DISTINCT i._file ORDER BY i._file) {source}"
+    ).fetchone()
+    if not total:
+        return None
+    columns = ", ".join(f"i.{c}" for c in rule.shown)
+    rows = con.execute(
+        f"SELECT i._row, {columns} {source} ORDER BY i._file, i._row LIMIT 3"
+    ).fetchall()
+    shown = []
+    for row_number, *values in rows:
+        if rule.shown == ("_cast_error",):
+            body = str(values[0])
+        else:
+            body = ", ".join(f"{c}={_value(v)}" for c, v in zip(rule.shown, values, strict=True))
+        shown.append(f"row {row_number} ({body})")
+    column = rule.column
+    if not column:  # the cast rule: the column is the one the first failing value came from
+        column = str(rows[0][1]).split(" ", 1)[0]
+    named = ", ".join(_shown(f) for f in files[:3]) + (
+        f" and {len(files) - 3} more file(s)" if len(files) > 3 else ""
+    )
+    return (
+        f"{named}: column {column}: {total} row(s) break the rule '{rule.text}'; "
+        f"first: {'; '.join(shown)}."
+    )
+
+
+def check_interactions(con: duckdb.DuckDBPyConnection) -> None:
+    """Every row rule, tested on the counts of the scan; the files are read again only to name
+    the offending rows of a broken rule. Raises SettleError naming the file(s), the column, the
+    rule and the first offending rows."""
+    for rule in RULES:
+        fired = con.execute(
+            "SELECT count(*) FROM calc_interaction_counts g "
+            f"LEFT JOIN cfg_contracts c ON c.contract_id = g.contract_id WHERE {rule.broken_groups}"
+        ).fetchone()[0]
+        if fired:
+            message = _explain(con, rule)
+            if message:
+                raise SettleError(message)

@@ -3,7 +3,7 @@
 Python only reshapes here; it computes nothing. Each table is one grain of the contract YAML, so the
 SQL can resolve effective-dated entries for every contract and month at once (an ASOF join), and an
 auditor can read the terms in force next to the figures they produced (the tables are stored with
-each run in `run_terms`). Numbers stay `Decimal` and land as `DECIMAL(38, 6)`.
+each run in `run_terms`). Numbers stay `Decimal` and land as `DECIMAL(20, 6)`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import pyarrow as pa
 
 from .config import Contract, Kpi, LoadedContract
 
-NUM = pa.decimal128(38, 6)
+# DECIMAL(20, 6), not (38, 6): see the note on widths in inputs.py
+NUM = pa.decimal128(20, 6)
 STR = pa.string()
 DATE = pa.date32()
 INT = pa.int32()
@@ -28,78 +29,169 @@ ALWAYS_KNOWN = dt.date(1900, 1, 1)
 
 SCHEMAS: dict[str, dict[str, pa.DataType]] = {
     "cfg_contracts": {
-        "contract_id": STR, "client": STR, "provider": STR, "currency": STR,
-        "start_period": DATE, "end_period": DATE, "rounding_mode": STR, "amount_scale": INT,
-        "rate_scale": INT, "tolerance_abs": NUM, "tolerance_pct": NUM, "config_file": STR,
-        "config_sha256": STR, "has_credits": BOOL, "contract_order": INT,
+        "contract_id": STR,
+        "client": STR,
+        "provider": STR,
+        "currency": STR,
+        "start_period": DATE,
+        "end_period": DATE,
+        "rounding_mode": STR,
+        "amount_scale": INT,
+        "rate_scale": INT,
+        "tolerance_abs": NUM,
+        "tolerance_pct": NUM,
+        "config_file": STR,
+        "config_sha256": STR,
+        "has_credits": BOOL,
+        "contract_order": INT,
     },
     "cfg_service_lines": {
-        "contract_id": STR, "service_line_id": STR, "description": STR, "unit": STR,
-        "indexed": BOOL, "line_order": INT,
+        "contract_id": STR,
+        "service_line_id": STR,
+        "description": STR,
+        "unit": STR,
+        "indexed": BOOL,
+        "line_order": INT,
     },
     "cfg_pricing": {
-        "contract_id": STR, "service_line_id": STR, "effective_from": DATE, "agreed_on": DATE,
-        "reason": STR, "entry": INT, "model": STR, "package_size": NUM, "package_price": NUM,
-        "minimum_units": NUM, "minimum_charge": NUM, "maximum_charge": NUM,
-        "surge_over_forecast_pct": NUM, "surge_rate": NUM, "itemise_bands": BOOL,
+        "contract_id": STR,
+        "service_line_id": STR,
+        "effective_from": DATE,
+        "agreed_on": DATE,
+        "reason": STR,
+        "entry": INT,
+        "model": STR,
+        "package_size": NUM,
+        "package_price": NUM,
+        "minimum_units": NUM,
+        "minimum_charge": NUM,
+        "maximum_charge": NUM,
+        "surge_over_forecast_pct": NUM,
+        "surge_rate": NUM,
+        "itemise_bands": BOOL,
     },
     "cfg_bands": {
-        "contract_id": STR, "service_line_id": STR, "effective_from": DATE, "band": INT,
-        "lower_bound": NUM, "up_to": NUM, "rate": NUM, "flat_fee": NUM,
+        "contract_id": STR,
+        "service_line_id": STR,
+        "effective_from": DATE,
+        "band": INT,
+        "lower_bound": NUM,
+        "up_to": NUM,
+        "rate": NUM,
+        "flat_fee": NUM,
     },
     "cfg_fixed_fees": {
-        "contract_id": STR, "fee_id": STR, "description": STR, "effective_from": DATE,
-        "agreed_on": DATE, "reason": STR, "amount": NUM, "indexed": BOOL, "fee_order": INT,
+        "contract_id": STR,
+        "fee_id": STR,
+        "description": STR,
+        "effective_from": DATE,
+        "agreed_on": DATE,
+        "reason": STR,
+        "amount": NUM,
+        "indexed": BOOL,
+        "fee_order": INT,
     },
     "cfg_indexation": {
-        "contract_id": STR, "base_period": DATE, "first_review": DATE,
-        "review_every_months": INT, "lag_months": INT, "cap": NUM, "floor": NUM,
-        "factor_scale": INT, "method": STR,
+        "contract_id": STR,
+        "base_period": DATE,
+        "first_review": DATE,
+        "review_every_months": INT,
+        "lag_months": INT,
+        "cap": NUM,
+        "floor": NUM,
+        "factor_scale": INT,
+        "method": STR,
     },
     "cfg_index_weights": {"contract_id": STR, "index_id": STR, "weight": NUM},
     "cfg_credit_regimes": {
-        "contract_id": STR, "regime": STR, "at_risk_pct": NUM, "pool_pct": NUM,
+        "contract_id": STR,
+        "regime": STR,
+        "at_risk_pct": NUM,
+        "pool_pct": NUM,
         "monthly_cap_pct": NUM,
     },
     "cfg_points_to_credit": {"contract_id": STR, "from_points": NUM, "pct": NUM},
     "cfg_kpis": {
-        "contract_id": STR, "kpi_id": STR, "description": STR, "direction": STR,
-        "minimum": NUM, "allocation_pct": NUM, "credit_model": STR, "repeat_multiplier": NUM,
-        "earn_back_months": INT, "bonus_at_or_better": NUM, "bonus_pct": NUM,
-        "critical_below": NUM, "no_data_fails": BOOL, "required": BOOL, "measured": BOOL,
+        "contract_id": STR,
+        "kpi_id": STR,
+        "description": STR,
+        "direction": STR,
+        "minimum": NUM,
+        "allocation_pct": NUM,
+        "credit_model": STR,
+        "repeat_multiplier": NUM,
+        "earn_back_months": INT,
+        "bonus_at_or_better": NUM,
+        "bonus_pct": NUM,
+        "critical_below": NUM,
+        "no_data_fails": BOOL,
+        "required": BOOL,
+        "measured": BOOL,
         "kpi_order": INT,
     },
     "cfg_kpi_measures": {
-        "contract_id": STR, "kpi_id": STR, "metric": STR, "service_line_id": STR,
-        "threshold_s": INT, "abandons": STR, "short_abandon_s": INT, "csat_top_box": INT,
+        "contract_id": STR,
+        "kpi_id": STR,
+        "metric": STR,
+        "service_line_id": STR,
+        "threshold_s": INT,
+        "abandons": STR,
+        "short_abandon_s": INT,
+        "csat_top_box": INT,
     },
     "cfg_kpi_targets": {
-        "contract_id": STR, "kpi_id": STR, "effective_from": DATE, "agreed_on": DATE,
-        "reason": STR, "target": NUM,
+        "contract_id": STR,
+        "kpi_id": STR,
+        "effective_from": DATE,
+        "agreed_on": DATE,
+        "reason": STR,
+        "target": NUM,
     },
     "cfg_kpi_bands": {
-        "contract_id": STR, "kpi_id": STR, "band": INT, "worse_than": NUM, "pct": NUM,
+        "contract_id": STR,
+        "kpi_id": STR,
+        "band": INT,
+        "worse_than": NUM,
+        "pct": NUM,
         "points": NUM,
     },
     "cfg_gain_share": {
-        "contract_id": STR, "measure": STR, "baseline_indexed": BOOL, "value_per_unit": NUM,
-        "settle_every": STR, "threshold_pct": NUM, "pain_share": BOOL, "cap": NUM,
+        "contract_id": STR,
+        "measure": STR,
+        "baseline_indexed": BOOL,
+        "value_per_unit": NUM,
+        "settle_every": STR,
+        "threshold_pct": NUM,
+        "pain_share": BOOL,
+        "cap": NUM,
     },
     "cfg_gain_scope": {"contract_id": STR, "item_id": STR},
     "cfg_baselines": {
-        "contract_id": STR, "effective_from": DATE, "agreed_on": DATE, "reason": STR,
+        "contract_id": STR,
+        "effective_from": DATE,
+        "agreed_on": DATE,
+        "reason": STR,
         "value": NUM,
     },
     "cfg_gain_tiers": {
-        "contract_id": STR, "kind": STR, "tier": INT, "lower_bound": NUM, "up_to": NUM,
+        "contract_id": STR,
+        "kind": STR,
+        "tier": INT,
+        "lower_bound": NUM,
+        "up_to": NUM,
         "provider_share": NUM,
     },
     "cfg_gain_gates": {"contract_id": STR, "kpi_id": STR},
     # Every effective-dated entry with a fingerprint of its terms: stored with each run
     # (run_terms), so a restatement can name the entries its closing run did not have.
     "cfg_dated_entries": {
-        "contract_id": STR, "kind": STR, "item_id": STR, "effective_from": DATE,
-        "agreed_on": DATE, "reason": STR, "fingerprint": STR,
+        "contract_id": STR,
+        "kind": STR,
+        "item_id": STR,
+        "effective_from": DATE,
+        "agreed_on": DATE,
+        "reason": STR,
+        "fingerprint": STR,
     },
 }
 
@@ -127,23 +219,35 @@ def _indexed_items(c: Contract) -> set[str]:
 
 def _kpi_rows(cid: str, k: Kpi, order: int) -> dict[str, Any]:
     return {
-        "contract_id": cid, "kpi_id": k.id, "description": k.description or k.id,
-        "direction": k.direction, "minimum": k.minimum, "allocation_pct": k.allocation_pct,
-        "credit_model": k.credit.model, "repeat_multiplier": k.repeat_multiplier,
+        "contract_id": cid,
+        "kpi_id": k.id,
+        "description": k.description or k.id,
+        "direction": k.direction,
+        "minimum": k.minimum,
+        "allocation_pct": k.allocation_pct,
+        "credit_model": k.credit.model,
+        "repeat_multiplier": k.repeat_multiplier,
         "earn_back_months": k.earn_back_months,
         "bonus_at_or_better": k.bonus.at_or_better if k.bonus else None,
         "bonus_pct": k.bonus.pct_of_charges if k.bonus else None,
-        "critical_below": k.critical_below, "no_data_fails": k.no_data == "fail",
-        "required": k.required, "measured": k.measure is not None, "kpi_order": order,
+        "critical_below": k.critical_below,
+        "no_data_fails": k.no_data == "fail",
+        "required": k.required,
+        "measured": k.measure is not None,
+        "kpi_order": order,
     }
 
 
 def _dated(cid: str, kind: str, item: str, entry: Any) -> dict[str, Any]:
     text = entry.model_dump_json(exclude={"agreed_on", "reason"})
     return {
-        "contract_id": cid, "kind": kind, "item_id": item,
-        "effective_from": entry.effective_from, "agreed_on": _agreed(entry),
-        "reason": entry.reason, "fingerprint": hashlib.sha256(text.encode()).hexdigest()[:16],
+        "contract_id": cid,
+        "kind": kind,
+        "item_id": item,
+        "effective_from": entry.effective_from,
+        "agreed_on": _agreed(entry),
+        "reason": entry.reason,
+        "fingerprint": hashlib.sha256(text.encode()).hexdigest()[:16],
     }
 
 
@@ -168,57 +272,101 @@ def build_rows(contracts: list[LoadedContract]) -> dict[str, list[dict[str, Any]
         c, cid = loaded.terms, loaded.contract_id
         indexed = _indexed_items(c)
         rows["cfg_dated_entries"] += _dated_entries(cid, c, c.start)
-        rows["cfg_contracts"].append({
-            "contract_id": cid, "client": c.client, "provider": c.provider,
-            "currency": c.currency, "start_period": c.start, "end_period": c.end,
-            "rounding_mode": c.rounding.mode, "amount_scale": c.rounding.amount_scale,
-            "rate_scale": c.rounding.rate_scale,
-            "tolerance_abs": c.reconciliation.tolerance_abs,
-            "tolerance_pct": c.reconciliation.tolerance_pct, "config_file": loaded.file,
-            "config_sha256": loaded.sha256,
-            "has_credits": bool(c.service_credits and c.service_credits.kpis),
-            "contract_order": order,
-        })
+        rows["cfg_contracts"].append(
+            {
+                "contract_id": cid,
+                "client": c.client,
+                "provider": c.provider,
+                "currency": c.currency,
+                "start_period": c.start,
+                "end_period": c.end,
+                "rounding_mode": c.rounding.mode,
+                "amount_scale": c.rounding.amount_scale,
+                "rate_scale": c.rounding.rate_scale,
+                "tolerance_abs": c.reconciliation.tolerance_abs,
+                "tolerance_pct": c.reconciliation.tolerance_pct,
+                "config_file": loaded.file,
+                "config_sha256": loaded.sha256,
+                "has_credits": bool(c.service_credits and c.service_credits.kpis),
+                "contract_order": order,
+            }
+        )
         for line_order, sl in enumerate(c.service_lines):
-            rows["cfg_service_lines"].append({
-                "contract_id": cid, "service_line_id": sl.id,
-                "description": sl.description or sl.id, "unit": sl.unit,
-                "indexed": sl.id in indexed, "line_order": line_order,
-            })
+            rows["cfg_service_lines"].append(
+                {
+                    "contract_id": cid,
+                    "service_line_id": sl.id,
+                    "description": sl.description or sl.id,
+                    "unit": sl.unit,
+                    "indexed": sl.id in indexed,
+                    "line_order": line_order,
+                }
+            )
             for entry, p in enumerate(sl.pricing):
-                key = {"contract_id": cid, "service_line_id": sl.id,
-                       "effective_from": p.effective_from}
-                rows["cfg_pricing"].append({
-                    **key, "agreed_on": _agreed(p), "reason": p.reason, "entry": entry,
-                    "model": p.model, "package_size": p.package_size,
-                    "package_price": p.package_price, "minimum_units": p.minimum_units,
-                    "minimum_charge": p.minimum_charge, "maximum_charge": p.maximum_charge,
-                    "surge_over_forecast_pct": p.surge.over_forecast_pct if p.surge else None,
-                    "surge_rate": p.surge.rate if p.surge else None,
-                    "itemise_bands": (
-                        p.itemise_bands if p.itemise_bands is not None else sl.itemise_bands
-                    ),
-                })
+                key = {
+                    "contract_id": cid,
+                    "service_line_id": sl.id,
+                    "effective_from": p.effective_from,
+                }
+                rows["cfg_pricing"].append(
+                    {
+                        **key,
+                        "agreed_on": _agreed(p),
+                        "reason": p.reason,
+                        "entry": entry,
+                        "model": p.model,
+                        "package_size": p.package_size,
+                        "package_price": p.package_price,
+                        "minimum_units": p.minimum_units,
+                        "minimum_charge": p.minimum_charge,
+                        "maximum_charge": p.maximum_charge,
+                        "surge_over_forecast_pct": p.surge.over_forecast_pct if p.surge else None,
+                        "surge_rate": p.surge.rate if p.surge else None,
+                        "itemise_bands": (
+                            p.itemise_bands if p.itemise_bands is not None else sl.itemise_bands
+                        ),
+                    }
+                )
                 for band, lower, b in _ladder(p.bands):
-                    rows["cfg_bands"].append({
-                        **key, "band": band, "lower_bound": lower, "up_to": b.up_to,
-                        "rate": b.rate, "flat_fee": b.flat_fee,
-                    })
+                    rows["cfg_bands"].append(
+                        {
+                            **key,
+                            "band": band,
+                            "lower_bound": lower,
+                            "up_to": b.up_to,
+                            "rate": b.rate,
+                            "flat_fee": b.flat_fee,
+                        }
+                    )
         for fee_order, fee in enumerate(c.fixed_fees):
-            rows["cfg_fixed_fees"].append({
-                "contract_id": cid, "fee_id": fee.id, "description": fee.description or fee.id,
-                "effective_from": fee.effective_from or c.start, "agreed_on": _agreed(fee),
-                "reason": fee.reason, "amount": fee.amount, "indexed": fee.id in indexed,
-                "fee_order": fee_order,
-            })
+            rows["cfg_fixed_fees"].append(
+                {
+                    "contract_id": cid,
+                    "fee_id": fee.id,
+                    "description": fee.description or fee.id,
+                    "effective_from": fee.effective_from or c.start,
+                    "agreed_on": _agreed(fee),
+                    "reason": fee.reason,
+                    "amount": fee.amount,
+                    "indexed": fee.id in indexed,
+                    "fee_order": fee_order,
+                }
+            )
         if c.indexation is not None:
             ix = c.indexation
-            rows["cfg_indexation"].append({
-                "contract_id": cid, "base_period": ix.base_period,
-                "first_review": ix.first_review, "review_every_months": ix.review_every_months,
-                "lag_months": ix.lag_months, "cap": ix.cap, "floor": ix.floor,
-                "factor_scale": ix.factor_scale, "method": ix.method,
-            })
+            rows["cfg_indexation"].append(
+                {
+                    "contract_id": cid,
+                    "base_period": ix.base_period,
+                    "first_review": ix.first_review,
+                    "review_every_months": ix.review_every_months,
+                    "lag_months": ix.lag_months,
+                    "cap": ix.cap,
+                    "floor": ix.floor,
+                    "factor_scale": ix.factor_scale,
+                    "method": ix.method,
+                }
+            )
             weights = (
                 [(b.index_id, b.weight) for b in ix.basket]
                 if ix.basket is not None
@@ -231,10 +379,15 @@ def build_rows(contracts: list[LoadedContract]) -> dict[str, list[dict[str, Any]
         if c.service_credits is not None:
             sc = c.service_credits
             cap = sc.monthly_cap_pct if sc.monthly_cap_pct is not None else sc.at_risk_pct
-            rows["cfg_credit_regimes"].append({
-                "contract_id": cid, "regime": sc.regime, "at_risk_pct": sc.at_risk_pct,
-                "pool_pct": sc.pool_pct, "monthly_cap_pct": cap,
-            })
+            rows["cfg_credit_regimes"].append(
+                {
+                    "contract_id": cid,
+                    "regime": sc.regime,
+                    "at_risk_pct": sc.at_risk_pct,
+                    "pool_pct": sc.pool_pct,
+                    "monthly_cap_pct": cap,
+                }
+            )
             for step in sc.points_to_credit_pct or []:
                 rows["cfg_points_to_credit"].append(
                     {"contract_id": cid, "from_points": step.from_points, "pct": step.pct}
@@ -242,49 +395,90 @@ def build_rows(contracts: list[LoadedContract]) -> dict[str, list[dict[str, Any]
             for kpi_order, k in enumerate(sc.kpis):
                 rows["cfg_kpis"].append(_kpi_rows(cid, k, kpi_order))
                 for t in k.target:
-                    rows["cfg_kpi_targets"].append({
-                        "contract_id": cid, "kpi_id": k.id, "effective_from": t.effective_from,
-                        "agreed_on": _agreed(t), "reason": t.reason, "target": t.value,
-                    })
+                    rows["cfg_kpi_targets"].append(
+                        {
+                            "contract_id": cid,
+                            "kpi_id": k.id,
+                            "effective_from": t.effective_from,
+                            "agreed_on": _agreed(t),
+                            "reason": t.reason,
+                            "target": t.value,
+                        }
+                    )
                 for band, b in enumerate(k.credit.bands or [], start=1):
-                    rows["cfg_kpi_bands"].append({
-                        "contract_id": cid, "kpi_id": k.id, "band": band,
-                        "worse_than": b.worse_than, "pct": b.pct, "points": None,
-                    })
+                    rows["cfg_kpi_bands"].append(
+                        {
+                            "contract_id": cid,
+                            "kpi_id": k.id,
+                            "band": band,
+                            "worse_than": b.worse_than,
+                            "pct": b.pct,
+                            "points": None,
+                        }
+                    )
                 for band, b in enumerate(k.points_bands or [], start=1):
-                    rows["cfg_kpi_bands"].append({
-                        "contract_id": cid, "kpi_id": k.id, "band": band,
-                        "worse_than": b.worse_than, "pct": None, "points": b.points,
-                    })
+                    rows["cfg_kpi_bands"].append(
+                        {
+                            "contract_id": cid,
+                            "kpi_id": k.id,
+                            "band": band,
+                            "worse_than": b.worse_than,
+                            "pct": None,
+                            "points": b.points,
+                        }
+                    )
                 if k.measure is not None:
                     m = k.measure
-                    rows["cfg_kpi_measures"].append({
-                        "contract_id": cid, "kpi_id": k.id, "metric": m.metric,
-                        "service_line_id": m.service_line, "threshold_s": m.threshold_s,
-                        "abandons": m.abandons, "short_abandon_s": m.short_abandon_s,
-                        "csat_top_box": m.csat_top_box,
-                    })
+                    rows["cfg_kpi_measures"].append(
+                        {
+                            "contract_id": cid,
+                            "kpi_id": k.id,
+                            "metric": m.metric,
+                            "service_line_id": m.service_line,
+                            "threshold_s": m.threshold_s,
+                            "abandons": m.abandons,
+                            "short_abandon_s": m.short_abandon_s,
+                            "csat_top_box": m.csat_top_box,
+                        }
+                    )
         if c.gain_share is not None:
             gs = c.gain_share
-            rows["cfg_gain_share"].append({
-                "contract_id": cid, "measure": gs.measure,
-                "baseline_indexed": gs.baseline_indexed, "value_per_unit": gs.value_per_unit,
-                "settle_every": gs.settle_every, "threshold_pct": gs.threshold_pct,
-                "pain_share": gs.pain_share, "cap": gs.cap,
-            })
+            rows["cfg_gain_share"].append(
+                {
+                    "contract_id": cid,
+                    "measure": gs.measure,
+                    "baseline_indexed": gs.baseline_indexed,
+                    "value_per_unit": gs.value_per_unit,
+                    "settle_every": gs.settle_every,
+                    "threshold_pct": gs.threshold_pct,
+                    "pain_share": gs.pain_share,
+                    "cap": gs.cap,
+                }
+            )
             rows["cfg_gain_scope"] += [{"contract_id": cid, "item_id": i} for i in gs.scope]
             rows["cfg_gain_gates"] += [{"contract_id": cid, "kpi_id": g} for g in gs.gates]
             for b in gs.baselines:
-                rows["cfg_baselines"].append({
-                    "contract_id": cid, "effective_from": b.effective_from,
-                    "agreed_on": _agreed(b), "reason": b.reason, "value": b.value,
-                })
+                rows["cfg_baselines"].append(
+                    {
+                        "contract_id": cid,
+                        "effective_from": b.effective_from,
+                        "agreed_on": _agreed(b),
+                        "reason": b.reason,
+                        "value": b.value,
+                    }
+                )
             for kind, tiers in (("gain", gs.tiers), ("pain", gs.pain_tiers or gs.tiers)):
                 for tier, lower, t in _ladder(tiers):
-                    rows["cfg_gain_tiers"].append({
-                        "contract_id": cid, "kind": kind, "tier": tier, "lower_bound": lower,
-                        "up_to": t.up_to, "provider_share": t.provider_share,
-                    })
+                    rows["cfg_gain_tiers"].append(
+                        {
+                            "contract_id": cid,
+                            "kind": kind,
+                            "tier": tier,
+                            "lower_bound": lower,
+                            "up_to": t.up_to,
+                            "provider_share": t.provider_share,
+                        }
+                    )
     return rows
 
 

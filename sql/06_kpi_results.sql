@@ -10,7 +10,7 @@
 -- without a value is `no_data`, treated the same way, unless the KPI says `no_data: fail` (SPEC 6),
 -- when it is a failure. `critical_below`: an actual worse than it marks the month critical.
 --
--- Interpretations (README): an excused month is never critical (the month does not count against
+-- Interpretations of the spec: an excused month is never critical (the month does not count against
 -- the provider); a month excused for a KPI needs no value even when the KPI is required; a month
 -- with no target known yet (as-known-at before the first target was agreed) is no_data.
 

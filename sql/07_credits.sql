@@ -1,29 +1,30 @@
 -- Service credits, earn-back and bonuses (SPEC 4). Grains:
---   calc_month_charges    one row per contract and month: charges before credits
---   calc_credit_scores    one row per contract, month and failed KPI: severity or points, multiplier
---   calc_credit_months    one row per contract and month with a failure: totals, cap, what is split
---   calc_service_credits  one row per contract, month and failed KPI: the credit and its earn-back
---   calc_bonuses          one row per contract, month and bonus KPI at or better than its bonus level
---   calc_credit_lines     one row per invoice line: credit:<kpi>, earn_back:<kpi>, bonus:<kpi>
+--   calc_month_charges    per contract and month: charges before credits
+--   calc_credit_scores    per contract, month and failed KPI: severity or points, multiplier
+--   calc_credit_months    per contract and month with a failure: totals, cap, what is split
+--   calc_service_credits  per contract, month and failed KPI: the credit and its earn-back
+--   calc_bonuses          per contract, month and bonus KPI at or better than its bonus level
+--   calc_credit_lines     per invoice line: credit:<kpi>, earn_back:<kpi>, bonus:<kpi>
 --
--- at_risk_pool: A = at_risk_pct x charges; credit = A x allocation_pct x severity x multiplier, with
--- severity binary 1, linear (target - actual) / (target - minimum) clamped to [0, 1] (mirrored for
--- lower_is_better) and rounded to 6 places half up, bands the pct of the last band whose worse_than
--- the actual is strictly worse than (none: the first band). multiplier = repeat_multiplier from the
--- 2nd consecutive failure. points: each failed KPI scores its band's points (x repeat_multiplier on
--- a repeat); the month's total maps to pct of charges through points_to_credit (largest from_points
--- <= total). Either way the month's total is capped at monthly_cap_pct x charges; a capped total
--- (and every points total) is rounded once and split over the failed KPIs by the largest-remainder
--- method, ties to the KPI listed first, so the rounded lines add up to it exactly.
+-- at_risk_pool: A = at_risk_pct x charges; credit = A x allocation_pct x severity x multiplier,
+-- with severity binary 1, linear (target - actual) / (target - minimum) clamped to [0, 1]
+-- (mirrored for lower_is_better) and rounded to 6 places half up, bands the pct of the last band
+-- whose worse_than the actual is strictly worse than (none: the first band). multiplier =
+-- repeat_multiplier from the 2nd consecutive failure. points: each failed KPI scores its band's
+-- points (x repeat_multiplier on a repeat); the month's total maps to pct of charges through
+-- points_to_credit (largest from_points <= total). Either way the month's total is capped at
+-- monthly_cap_pct x charges; a capped total (and every points total) is rounded once and split
+-- over the failed KPIs by the largest-remainder method, ties to the KPI listed first, so the
+-- rounded lines add up to it exactly.
 -- Earn-back: met in each of the next earn_back_months counted months (not excused, not no_data)
 -- returns the credit in full in the last of them; a failure among them breaks it.
 -- Bonus: at or better than bonus.at_or_better, when no KPI of the contract failed that month.
 --
--- Interpretations (README): a no_data month that counts as a failure (no_data: fail) is scored as
--- the worst case: linear severity 1, the last (most severe) band. A month with 0 points credits
--- nothing whatever points_to_credit says. An excused month earns no bonus (it does not count as met).
--- The cap also binds when the credits are within it but rounding each on its own would bill more
--- than the rounded cap: the month's rounded credits never exceed the rounded cap.
+-- Interpretations of the spec: a no_data month that counts as a failure (no_data: fail) is scored
+-- as the worst case: linear severity 1, the last (most severe) band. A month with 0 points credits
+-- nothing whatever points_to_credit says. An excused month earns no bonus (it is not met). The cap
+-- also binds when the credits are within it but rounding each on its own would bill more than the
+-- rounded cap: the month's rounded credits never exceed the rounded cap.
 
 -- A KPI value as text for invoice descriptions: at least 4 places, more only when it has them.
 CREATE OR REPLACE MACRO kpi_text(v) AS

@@ -506,7 +506,9 @@ def test_cap_binds_pro_rata_with_a_repeat(ws):
         - id: c
           target: 0.95
           allocation_pct: 0.50
-          credit: {model: bands, bands: [{worse_than: 0.93, pct: 0.5}, {worse_than: 0.90, pct: 1.0}]}
+          credit:
+            model: bands
+            bands: [{worse_than: 0.93, pct: 0.5}, {worse_than: 0.90, pct: 1.0}]
     """)
     )
     volumes(ws, "100000", count=2)
@@ -532,6 +534,30 @@ def test_cap_binds_pro_rata_with_a_repeat(ws):
         ("2024-02", "credit:a"): D("-5714.29"),
         ("2024-02", "credit:b"): D("-2857.14"),
         ("2024-02", "credit:c"): D("-1428.57"),
+    }
+
+
+def test_rounding_never_lifts_the_credits_over_the_cap(ws):
+    ws.contract(
+        pool_contract("""\
+        - {id: k1, target: 0.80, allocation_pct: 0.33335}
+        - {id: k2, target: 0.80, allocation_pct: 0.33335}
+        - {id: k3, target: 0.80, allocation_pct: 0.3333}
+    """)
+    )
+    volumes(ws, "1000", count=1)
+    ws.kpis([("C1", k, "2024-01", "0.70") for k in ("k1", "k2", "k3")])
+    ws.settle("2024-01")
+    # A = cap = 100.00; credits 33.335 + 33.335 + 33.33 = 100.00 exactly: within the cap, but
+    # rounded one by one they would bill 33.34 + 33.34 + 33.33 = 100.01. So the cap binds:
+    # 100.00 split 0.33335 : 0.33335 : 0.3333 -> 33.335, 33.335, 33.33 cut to 33.33 each (99.99);
+    # the missing cent to the largest remainder (.5 for k1 and k2: the tie goes to k1)
+    c = credits(ws)
+    assert all(c[("2024-01", k)]["capped"] for k in ("k1", "k2", "k3"))
+    assert credit_lines(ws) == {
+        ("2024-01", "credit:k1"): D("-33.34"),
+        ("2024-01", "credit:k2"): D("-33.33"),
+        ("2024-01", "credit:k3"): D("-33.33"),
     }
 
 
@@ -850,7 +876,8 @@ def points_months(draw):
         kpis.append(
             f"- {{id: k{i}, target: 0.95, repeat_multiplier: "
             f"{draw(st.sampled_from(['1', '2', '3']))}, points_bands: "
-            f"[{{worse_than: 0.93, points: {points[0]}}}, {{worse_than: 0.90, points: {points[1]}}}]}}"
+            f"[{{worse_than: 0.93, points: {points[0]}}}, "
+            f"{{worse_than: 0.90, points: {points[1]}}}]}}"
         )
         for month in MONTHS3:
             actual = draw(st.sampled_from(["0.97", "0.94", "0.92", "0.85"]))

@@ -194,7 +194,10 @@ def test_zero_units_bill_no_usage_but_minimums_still_apply(ws):
         service_lines:
           - id: voice
             pricing:
-              - {effective_from: 2024-01, model: per_unit, bands: [{rate: 2.40}], minimum_units: 100}
+              - effective_from: 2024-01
+                model: per_unit
+                bands: [{rate: 2.40}]
+                minimum_units: 100
           - id: email
             pricing:
               - {effective_from: 2024-01, model: per_unit, bands: [{rate: 1.65}]}

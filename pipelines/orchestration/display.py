@@ -34,7 +34,9 @@ def cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], limit: int = 60) -> dg.MetadataValue:
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], limit: int = 60
+) -> dg.MetadataValue:
     """A Markdown table of the first `limit` rows, saying how many were left out."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows[:limit]]

@@ -5,8 +5,6 @@ history (runs of KPI failures, gain-share windows, restated closed months) and r
 so a bad row in any month stops every settlement until it is fixed, as it does for `settle run`.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 
 import dagster as dg
@@ -48,7 +46,9 @@ CHECKS: dict[str, tuple[str, str]] = {
         for name, text in CHECKS.values()
     ],
 )
-def validated_inputs(context: dg.AssetExecutionContext, settle: SettleFiles) -> dg.MaterializeResult:
+def validated_inputs(
+    context: dg.AssetExecutionContext, settle: SettleFiles
+) -> dg.MaterializeResult:
     """The contracts and inputs a settlement reads, checked exactly as `settle validate` checks
     them. Writes nothing to the settlement database. A failed check stops the settlement of the
     month (or range): nothing downstream runs, nothing is written."""
@@ -103,7 +103,5 @@ def _summary(report: engine.Validation, first: dt.date, last: dt.date) -> dict:
         rows.append(["interactions/", f"{len(report.inputs.interaction_files)} file(s)", ""])
         metadata["input rows"] = table(["input", f"rows in {months}", "rows in all months"], rows)
         volumes = report.inputs.frames["volumes"]
-        metadata["dagster/row_count"] = volumes.filter(
-            pl.col("period").is_between(first, last)
-        ).height
+        metadata["volume rows"] = volumes.filter(pl.col("period").is_between(first, last)).height
     return metadata

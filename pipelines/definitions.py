@@ -1,0 +1,42 @@
+"""The Dagster code location `pipelines.definitions:defs`: the settlement over the CLI's engine.
+
+    validated_inputs ──(blocking checks)──> settle: index_factors, charge_bands, charge_lines,
+                                            kpi_results, service_credits, gain_share,
+                                            adjustments, invoice_lines, invoice_reconciliation
+
+Monthly partitions from SETTLE_PARTITIONS_START (default 2024-01); a range backfill is one run
+and one engine call. The schedule settles the previous month on the 2nd at 06:00. Files come from
+SETTLE_CONTRACTS, SETTLE_DATA and SETTLE_DB with the CLI's defaults. Steps run in one process, so
+they never contend for the DuckDB file; another process holding it fails the run with the
+engine's message after SETTLE_LOCK_WAIT_S.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from .orchestration.resources import SettleFiles
+from .orchestration.settlement import settle
+from .orchestration.validation import validated_inputs
+
+settle_month = dg.define_asset_job(
+    "settle_month",
+    selection=dg.AssetSelection.assets(validated_inputs, settle),
+    description="Validate the inputs, then settle the month (or range) in one transaction.",
+)
+
+month_end = dg.build_schedule_from_partitioned_job(
+    settle_month,
+    name="month_end_settlement",
+    description="Settles the previous month on the 2nd at 06:00.",
+    hour_of_day=6,
+    day_of_month=2,
+)
+
+defs = dg.Definitions(
+    assets=[validated_inputs, settle],
+    jobs=[settle_month],
+    schedules=[month_end],
+    resources={"settle": SettleFiles.from_env()},
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,589 @@
+"""`settle report`: the month's settlement pack for sign-off, as an Excel workbook or one HTML page.
+
+The pack is read from the stored tables alone (the `current_*` views of a DuckDB file opened
+read-only), so whoever holds the database gets the same pack. Every figure is the engine's: the
+sums and splits are done here in SQL over the engine's rounded lines, exactly (DECIMAL), and a
+value becomes a float only as it is written into a cell, because Excel stores doubles.
+
+Sheets (the HTML page shows the same tables per contract, with charts):
+    Summary         one row per contract: charges, indexation effect, credits, earn-back, bonus,
+                    gain-share, adjustments, amount due, billed, difference, exceptions
+    Invoice lines   the invoice the contract says is due, line by line
+    Reconciliation  expected against billed per line, with the variance split
+    KPIs & credits  each KPI's result and the credit, earn-back and bonus it produced
+    Gain-share      the windows billed in the twelve months to the period
+    Adjustments     restated closed months billed on this month's invoice
+    Parameters      the runs behind the figures: code version, as-known-at, config and input hashes
+
+The reconciliation remainder: where both invoices give quantity and rate, the engine splits the
+difference into rate variance, volume variance and other_variance (rounding, flat fees, anything
+quantity x rate does not explain), stored so that the three add up to the difference. Where either
+side lacks quantity or rate the split does not exist; the pack then shows the whole difference as
+other variance, marked basis "amount only", so every row reads difference = rate + volume + other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from .errors import SettleError
+from .explain import connect_read_only, has_settled_figures, rows
+from .periods import add_months, fmt
+
+Row = dict[str, Any]
+
+# --------------------------------------------------------------------------- the pack's tables
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    key: str
+    kind: str = "text"  # text | money | rate | qty | kpi | pct | share | int | month | flag
+    width: int | None = None
+
+
+@dataclass
+class Table:
+    title: str
+    name: str  # Excel table name
+    columns: list[Column]
+    rows: list[Row]
+    notes: list[str] = field(default_factory=list)
+
+    def for_contract(self, contract_id: str) -> Table:
+        return Table(
+            self.title,
+            self.name,
+            [c for c in self.columns if c.key != "contract_id"],
+            [r for r in self.rows if r.get("contract_id") == contract_id],
+            self.notes,
+        )
+
+
+@dataclass
+class Pack:
+    period: dt.date
+    source: str
+    as_of: dt.datetime | None
+    summary: Table
+    invoice_lines: Table
+    reconciliation: Table
+    kpis: Table
+    gain_share: Table
+    adjustments: Table
+    parameters: Table
+    kpi_history: list[Row]
+
+    def sheets(self) -> list[Table]:
+        return [
+            self.summary,
+            self.invoice_lines,
+            self.reconciliation,
+            self.kpis,
+            self.gain_share,
+            self.adjustments,
+            self.parameters,
+        ]
+
+
+CHARGE_TYPES = "('usage', 'fixed_fee', 'minimum', 'surge')"
+KNOWN_TYPES = (
+    "('usage', 'fixed_fee', 'minimum', 'surge', 'credit', 'earn_back', 'bonus', 'gain_share', "
+    "'adjustment')"
+)
+
+SUMMARY_SQL = f"""
+WITH lines AS (
+    SELECT * FROM current_invoice_lines WHERE period = $period
+),
+recon AS (
+    SELECT contract_id,
+           sum(billed_amount) AS billed,
+           sum(difference) AS difference,
+           count(*) FILTER (WHERE status <> 'match') AS exceptions
+    FROM current_invoice_reconciliation WHERE period = $period
+    GROUP BY contract_id
+),
+capped_lines AS (
+    SELECT DISTINCT contract_id, service_line_id FROM current_charge_lines
+    WHERE period = $period AND capped
+),
+indexation AS (
+    -- the month's indexed prices against the base-period prices, on the lines whose base prices
+    -- are stored: per band units x (rate - base rate) + (flat fee - base flat fee), surge and
+    -- take-or-pay units x (rate - base rate), fixed fee - base fee. Package lines (no base price
+    -- stored) and lines capped at a maximum charge are left out.
+    SELECT contract_id, sum(effect) AS effect FROM (
+        SELECT b.contract_id,
+               b.units * (b.rate - b.base_rate)
+                   + coalesce(b.flat_fee, 0) - coalesce(b.base_flat_fee, 0) AS effect
+        FROM current_charge_bands b
+        LEFT JOIN capped_lines c USING (contract_id, service_line_id)
+        WHERE b.period = $period AND c.contract_id IS NULL
+        UNION ALL
+        SELECT contract_id, units * (rate - base_rate)
+        FROM current_charge_lines
+        WHERE period = $period AND charge_type IN ('surge', 'minimum')
+        UNION ALL
+        SELECT contract_id, amount_unrounded - base_rate
+        FROM current_charge_lines
+        WHERE period = $period AND charge_type = 'fixed_fee'
+    )
+    GROUP BY contract_id
+),
+critical AS (
+    SELECT contract_id, count(*) FILTER (WHERE critical) AS critical_kpis
+    FROM current_kpi_results WHERE period = $period
+    GROUP BY contract_id
+)
+SELECT
+    l.contract_id,
+    any_value(l.currency) AS currency,
+    any_value(c.run_id) AS run_id,
+    any_value(c.status) AS month_status,
+    coalesce(sum(l.amount) FILTER (WHERE l.line_type IN {CHARGE_TYPES}), 0) AS charges,
+    round(coalesce(any_value(ix.effect), 0), 2) AS indexation_effect,
+    coalesce(sum(l.amount) FILTER (WHERE l.line_type = 'credit'), 0) AS credits,
+    coalesce(sum(l.amount) FILTER (WHERE l.line_type = 'earn_back'), 0) AS earn_back,
+    coalesce(sum(l.amount) FILTER (WHERE l.line_type = 'bonus'), 0) AS bonus,
+    coalesce(sum(l.amount) FILTER (WHERE l.line_type = 'gain_share'), 0) AS gain_share,
+    coalesce(sum(l.amount) FILTER (WHERE l.line_type = 'adjustment'), 0) AS adjustments,
+    coalesce(sum(l.amount) FILTER (WHERE l.line_type NOT IN {KNOWN_TYPES}), 0) AS other,
+    sum(l.amount) AS amount_due,
+    any_value(r.billed) AS billed,
+    any_value(r.difference) AS difference,
+    coalesce(any_value(r.exceptions), 0) AS exceptions,
+    coalesce(any_value(k.critical_kpis), 0) AS critical_kpis,
+    count(*) AS lines
+FROM lines l
+JOIN current_run_periods c USING (contract_id, period)
+LEFT JOIN recon r USING (contract_id)
+LEFT JOIN indexation ix USING (contract_id)
+LEFT JOIN critical k USING (contract_id)
+GROUP BY l.contract_id
+ORDER BY l.contract_id
+"""
+
+INVOICE_SQL = """
+SELECT contract_id, currency, line_key, line_type, description, quantity, rate, amount
+FROM current_invoice_lines WHERE period = $period
+ORDER BY contract_id, sort_order, line_key
+"""
+
+RECONCILIATION_SQL = """
+SELECT
+    contract_id, line_key, description, invoice_id,
+    expected_quantity, expected_rate, expected_amount,
+    billed_quantity, billed_rate, billed_amount,
+    difference, status, rate_variance, volume_variance,
+    -- the split exists only where both sides give quantity and rate (module docstring)
+    CASE WHEN rate_variance IS NULL THEN difference ELSE other_variance END AS other_variance,
+    CASE WHEN rate_variance IS NULL THEN 'amount only' ELSE 'quantity x rate' END
+        AS variance_basis
+FROM current_invoice_reconciliation WHERE period = $period
+ORDER BY contract_id, status = 'match', line_key
+"""
+
+KPI_SQL = """
+SELECT
+    k.contract_id, k.kpi_id, k.source, k.direction, k.value, k.target, k.status,
+    k.consecutive_failures, k.critical, k.exclusion_reason,
+    sc.at_risk_amount, sc.allocation_pct, sc.severity, sc.points, sc.multiplier,
+    sc.uncapped_amount, sc.cap_amount, sc.capped,
+    cr.amount AS credit, eb.amount AS earn_back, bo.amount AS bonus,
+    sc.earn_back_status
+FROM current_kpi_results k
+LEFT JOIN current_service_credits sc USING (contract_id, period, kpi_id)
+LEFT JOIN current_invoice_lines cr
+  ON cr.contract_id = k.contract_id AND cr.period = k.period AND cr.line_key = 'credit:' || k.kpi_id
+LEFT JOIN current_invoice_lines eb
+  ON eb.contract_id = k.contract_id AND eb.period = k.period
+ AND eb.line_key = 'earn_back:' || k.kpi_id
+LEFT JOIN current_invoice_lines bo
+  ON bo.contract_id = k.contract_id AND bo.period = k.period AND bo.line_key = 'bonus:' || k.kpi_id
+WHERE k.period = $period
+ORDER BY k.contract_id, k.kpi_order, k.kpi_id
+"""
+
+KPI_HISTORY_SQL = """
+SELECT contract_id, kpi_id, kpi_order, period, value, target, status, direction
+FROM current_kpi_results
+WHERE period > $first AND period <= $period
+ORDER BY contract_id, kpi_order, kpi_id, period
+"""
+
+GAIN_SHARE_SQL = """
+SELECT
+    contract_id, window_start, window_end, billed_period, billed_period = $period AS this_invoice,
+    measure, volume, baseline_cost, actual_cost, savings, threshold_amount, tiers_applied,
+    tiered_amount, capped, gated, gate_failures, outcome, provider_amount, baseline_reason
+FROM current_gain_share
+WHERE billed_period > $first AND billed_period <= $period
+ORDER BY contract_id, window_start
+"""
+
+ADJUSTMENTS_SQL = """
+SELECT contract_id, period AS restated_month, line_key, description, closed_amount,
+       previously_adjusted, restated_amount, delta, reason
+FROM current_adjustments WHERE billed_in_period = $period
+ORDER BY contract_id, period, line_key
+"""
+
+PARAMETERS_SQL = """
+WITH runs AS (
+    SELECT * FROM settlement_runs
+    WHERE run_id IN (SELECT run_id FROM current_run_periods WHERE period = $period)
+),
+facts AS (
+    SELECT r.run_id, 1 AS part, f.ord, 'run' AS kind, f.name,
+        CASE f.name
+            WHEN 'mode' THEN r.mode
+            WHEN 'periods' THEN r.periods
+            WHEN 'as_known_at' THEN coalesce(CAST(r.as_known_at AS VARCHAR), '(latest terms)')
+            WHEN 'started_at' THEN CAST(r.started_at AS VARCHAR)
+            WHEN 'finished_at' THEN CAST(r.finished_at AS VARCHAR)
+            WHEN 'code_version' THEN r.code_version
+            WHEN 'data_dir' THEN r.data_dir
+        END AS value
+    FROM runs r
+    CROSS JOIN (VALUES
+        (1, 'mode'), (2, 'periods'), (3, 'as_known_at'), (4, 'started_at'), (5, 'finished_at'),
+        (6, 'code_version'), (7, 'data_dir')
+    ) f(ord, name)
+    UNION ALL
+    SELECT run_id, 2, 0, 'config_sha256', unnest(map_keys(config_sha256)),
+           unnest(map_values(config_sha256))
+    FROM runs
+    UNION ALL
+    SELECT run_id, 3, 0, 'input_sha256', unnest(map_keys(input_sha256)),
+           unnest(map_values(input_sha256))
+    FROM runs
+)
+SELECT run_id, kind, name, value FROM facts ORDER BY run_id, part, ord, name
+"""
+
+SUMMARY_COLUMNS = [
+    Column("Contract", "contract_id"),
+    Column("Currency", "currency"),
+    Column("Run", "run_id", "int"),
+    Column("Month", "month_status"),
+    Column("Charges", "charges", "money"),
+    Column("Indexation effect", "indexation_effect", "money"),
+    Column("Credits", "credits", "money"),
+    Column("Earn-back", "earn_back", "money"),
+    Column("Bonus", "bonus", "money"),
+    Column("Gain-share", "gain_share", "money"),
+    Column("Adjustments", "adjustments", "money"),
+    Column("Amount due", "amount_due", "money"),
+    Column("Billed", "billed", "money"),
+    Column("Difference", "difference", "money"),
+    Column("Exceptions", "exceptions", "int"),
+    Column("Critical KPIs", "critical_kpis", "int"),
+]
+
+SUMMARY_NOTES = [
+    "Amount due is the sum of the invoice's rounded lines: charges + credits + earn-back + bonus "
+    "+ gain-share + adjustments.",
+    "Indexation effect (included in charges, not added to them): what the month's indexed prices "
+    "add over base-period prices, units x (rate - base rate) plus indexed - base flat and fixed "
+    "fees, rounded to 2 places; package lines and lines capped at a maximum charge are left out "
+    "(their base price is not stored).",
+    "Difference = billed - amount due over every line of either invoice; exceptions are the lines "
+    "that do not match within tolerance (see Reconciliation).",
+]
+
+INVOICE_COLUMNS = [
+    Column("Contract", "contract_id"),
+    Column("Currency", "currency"),
+    Column("Line", "line_key"),
+    Column("Type", "line_type"),
+    Column("Description", "description", width=70),
+    Column("Quantity", "quantity", "qty"),
+    Column("Rate", "rate", "rate"),
+    Column("Amount", "amount", "money"),
+]
+
+RECONCILIATION_COLUMNS = [
+    Column("Contract", "contract_id"),
+    Column("Line", "line_key"),
+    Column("Description", "description", width=50),
+    Column("Provider invoice", "invoice_id"),
+    Column("Expected qty", "expected_quantity", "qty"),
+    Column("Expected rate", "expected_rate", "rate"),
+    Column("Expected", "expected_amount", "money"),
+    Column("Billed qty", "billed_quantity", "qty"),
+    Column("Billed rate", "billed_rate", "rate"),
+    Column("Billed", "billed_amount", "money"),
+    Column("Difference", "difference", "money"),
+    Column("Status", "status"),
+    Column("Rate variance", "rate_variance", "money"),
+    Column("Volume variance", "volume_variance", "money"),
+    Column("Other variance", "other_variance", "money"),
+    Column("Variance basis", "variance_basis"),
+]
+
+RECONCILIATION_NOTES = [
+    "Difference = billed - expected. Where both invoices give quantity and rate: rate variance = "
+    "(billed rate - expected rate) x billed quantity, volume variance = (billed quantity - "
+    "expected quantity) x expected rate, other variance = difference - rate - volume (rounding, "
+    "flat fees). Otherwise (basis 'amount only') the whole difference is other variance.",
+]
+
+KPI_COLUMNS = [
+    Column("Contract", "contract_id"),
+    Column("KPI", "kpi_id"),
+    Column("Source", "source"),
+    Column("Direction", "direction"),
+    Column("Actual", "value", "kpi"),
+    Column("Target", "target", "kpi"),
+    Column("Status", "status"),
+    Column("Consecutive failures", "consecutive_failures", "int"),
+    Column("Critical", "critical", "flag"),
+    Column("Excused because", "exclusion_reason"),
+    Column("At risk", "at_risk_amount", "money"),
+    Column("Allocation", "allocation_pct", "pct"),
+    Column("Severity", "severity", "share"),
+    Column("Points", "points", "share"),
+    Column("Multiplier", "multiplier", "share"),
+    Column("Uncapped credit", "uncapped_amount", "money"),
+    Column("Monthly cap", "cap_amount", "money"),
+    Column("Capped", "capped", "flag"),
+    Column("Credit", "credit", "money"),
+    Column("Earn-back", "earn_back", "money"),
+    Column("Bonus", "bonus", "money"),
+    Column("Earn-back status", "earn_back_status"),
+]
+
+GAIN_SHARE_COLUMNS = [
+    Column("Contract", "contract_id"),
+    Column("Window from", "window_start", "month"),
+    Column("Window to", "window_end", "month"),
+    Column("Billed in", "billed_period", "month"),
+    Column("On this invoice", "this_invoice", "flag"),
+    Column("Measure", "measure"),
+    Column("Volume", "volume", "qty"),
+    Column("Baseline cost", "baseline_cost", "money"),
+    Column("Actual cost", "actual_cost", "money"),
+    Column("Savings", "savings", "money"),
+    Column("Threshold", "threshold_amount", "money"),
+    Column("Tiers applied", "tiers_applied"),
+    Column("Tiered share", "tiered_amount", "money"),
+    Column("Capped", "capped", "flag"),
+    Column("Gated", "gated", "flag"),
+    Column("Gate failures", "gate_failures"),
+    Column("Outcome", "outcome"),
+    Column("Provider amount", "provider_amount", "money"),
+    Column("Baseline", "baseline_reason", width=40),
+]
+
+ADJUSTMENT_COLUMNS = [
+    Column("Contract", "contract_id"),
+    Column("Restated month", "restated_month", "month"),
+    Column("Line", "line_key"),
+    Column("Description", "description", width=60),
+    Column("Closed", "closed_amount", "money"),
+    Column("Previously adjusted", "previously_adjusted", "money"),
+    Column("Restated", "restated_amount", "money"),
+    Column("Delta", "delta", "money"),
+    Column("Reason", "reason", width=40),
+]
+
+PARAMETER_COLUMNS = [
+    Column("Run", "run_id", "int"),
+    Column("Kind", "kind"),
+    Column("Name", "name", width=40),
+    Column("Value", "value", width=68),
+]
+
+
+def _query(con: duckdb.DuckDBPyConnection, sql: str, period: dt.date) -> list[Row]:
+    params = {"period": period, "first": add_months(period, -12)}
+    used = {k: v for k, v in params.items() if f"${k}" in sql}
+    return rows(con, sql, used)
+
+
+def load_pack(con: duckdb.DuckDBPyConnection, period: dt.date, source: str) -> Pack:
+    """Every table of the pack for one month, read from the current figures."""
+    summary = _query(con, SUMMARY_SQL, period)
+    if not summary:
+        settled = rows(
+            con, "SELECT min(period) AS first, max(period) AS last FROM current_run_periods"
+        )
+        span = (
+            f"{fmt(settled[0]['first'])}..{fmt(settled[0]['last'])}"
+            if settled and settled[0]["first"]
+            else "none"
+        )
+        raise SettleError(
+            f"no settled figures for {fmt(period)} in {source}; settled months: {span}"
+        )
+    as_of = con.execute(
+        "SELECT max(finished_at) FROM settlement_runs WHERE run_id IN "
+        "(SELECT run_id FROM current_run_periods WHERE period = ?)",
+        [period],
+    ).fetchone()[0]
+    return Pack(
+        period=period,
+        source=source,
+        as_of=as_of,
+        summary=Table("Summary", "Summary", SUMMARY_COLUMNS, summary, SUMMARY_NOTES),
+        invoice_lines=Table(
+            "Invoice lines", "InvoiceLines", INVOICE_COLUMNS, _query(con, INVOICE_SQL, period)
+        ),
+        reconciliation=Table(
+            "Reconciliation",
+            "Reconciliation",
+            RECONCILIATION_COLUMNS,
+            _query(con, RECONCILIATION_SQL, period),
+            RECONCILIATION_NOTES,
+        ),
+        kpis=Table("KPIs & credits", "KpisCredits", KPI_COLUMNS, _query(con, KPI_SQL, period)),
+        gain_share=Table(
+            "Gain-share",
+            "GainShare",
+            GAIN_SHARE_COLUMNS,
+            _query(con, GAIN_SHARE_SQL, period),
+            ["The gain-share windows billed in the twelve months to the period."],
+        ),
+        adjustments=Table(
+            "Adjustments", "Adjustments", ADJUSTMENT_COLUMNS, _query(con, ADJUSTMENTS_SQL, period)
+        ),
+        parameters=Table(
+            "Parameters", "Parameters", PARAMETER_COLUMNS, _query(con, PARAMETERS_SQL, period)
+        ),
+        kpi_history=_query(con, KPI_HISTORY_SQL, period),
+    )
+
+
+# --------------------------------------------------------------------------- Excel
+
+MONEY_FORMAT = "#,##0.00;[Red]-#,##0.00"
+EXCEL_FORMATS = {
+    "money": MONEY_FORMAT,
+    "rate": "#,##0.00######",
+    "qty": "#,##0.00####",
+    "kpi": "0.0000##",
+    "pct": "0.00%",
+    "share": "0.00####",
+    "int": "0",
+}
+
+
+def _cell(value: Any, kind: str) -> Any:
+    """A stored value as an Excel cell value: the only place a Decimal becomes a float."""
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if kind == "month" and isinstance(value, dt.date):
+        return fmt(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat()
+    return value
+
+
+def _width(column: Column, values: list[Any]) -> float:
+    if column.width:
+        return column.width
+    longest = len(column.header)
+    for v in values:
+        if v is None:
+            continue
+        text = f"{v:,.2f}" if isinstance(v, float) else str(v)
+        longest = max(longest, len(text))
+    return min(longest + 2, 60)
+
+
+def write_xlsx(pack: Pack, path: Path) -> None:
+    import xlsxwriter
+
+    workbook = xlsxwriter.Workbook(
+        str(path),
+        {"strings_to_numbers": False, "strings_to_formulas": False, "strings_to_urls": False},
+    )
+    # a fixed creation time (the latest run's) keeps the same database's pack byte-identical
+    workbook.set_properties(
+        {
+            "title": f"Settlement pack {fmt(pack.period)}",
+            "author": "Settle",
+            "created": pack.as_of or dt.datetime(2000, 1, 1),
+        }
+    )
+    formats = {kind: workbook.add_format({"num_format": f}) for kind, f in EXCEL_FORMATS.items()}
+    wrap = workbook.add_format({"text_wrap": False, "italic": True, "font_color": "#555555"})
+    for table in pack.sheets():
+        sheet = workbook.add_worksheet(table.title)
+        data = [[_cell(r.get(c.key), c.kind) for c in table.columns] for r in table.rows]
+        if not data:
+            data = [["(none)"] + [None] * (len(table.columns) - 1)]
+        sheet.add_table(
+            0,
+            0,
+            len(data),
+            len(table.columns) - 1,
+            {
+                "name": table.name,
+                "style": "Table Style Medium 2",
+                "data": data,
+                "columns": [
+                    {
+                        "header": c.header,
+                        **({"format": formats[c.kind]} if c.kind in formats else {}),
+                    }
+                    for c in table.columns
+                ],
+            },
+        )
+        for i, column in enumerate(table.columns):
+            sheet.set_column(i, i, _width(column, [row[i] for row in data]))
+        sheet.freeze_panes(1, 0)
+        for n, note in enumerate(table.notes):
+            sheet.write_string(len(data) + 2 + n, 0, note, wrap)
+    workbook.close()
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def default_path(period: dt.date, pack_format: str) -> Path:
+    return Path("reports") / f"settlement_pack_{fmt(period)}.{pack_format}"
+
+
+def write_pack(
+    db_path: Path,
+    period: dt.date,
+    pack_format: str = "xlsx",
+    out: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Write the month's settlement pack; returns where it was written."""
+    if pack_format not in ("xlsx", "html"):
+        raise SettleError(f"--format {pack_format!r}: the pack is xlsx or html")
+    con = connect_read_only(db_path)
+    try:
+        if not has_settled_figures(con):
+            raise SettleError(f"{db_path}: no settled figures yet; run `settle run` first")
+        pack = load_pack(con, period, Path(db_path).name)
+    finally:
+        con.close()
+    path = Path(out) if out else default_path(period, pack_format)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if progress:
+        progress(f"read {len(pack.summary.rows)} contract(s) for {fmt(period)} from {db_path}")
+    if pack_format == "xlsx":
+        write_xlsx(pack, path)
+    else:
+        from .report_html import render_html
+
+        path.write_text(render_html(pack), encoding="utf-8")
+    return path

@@ -1,0 +1,353 @@
+"""`settle explain`: each line type's derivation, read back from the database alone.
+
+One small portfolio is settled once for the module (the month-end story in miniature):
+2024-01..2024-03 settled as known on 2024-04-01 and closed, then 2024-04 settled after a gain-share
+rebasing (agreed 2024-05-15, effective 2024-03), which restates the closed March and bills the
+difference on April. Every figure asserted is worked out by hand in the comment beside it.
+
+Contract T1 (GBP, half_up, 2 places):
+    voice       graduated: 0..1,000 at 2.00, above at 1.50; minimum 800 units; surge above
+                forecast x 1.10 at 3.00; not indexed
+    mgmt        fixed fee 1,000.00, indexed
+    indexation  CPI, base 2023-10, first review 2024-03, lag 2, share 0.50, cap 5%, floor 0
+    sl          KPI, higher is better, target 0.80, allocation 100%, binary, earn-back after 1
+                month, bonus 1% of charges at 0.90 or better; at risk 10% of charges
+    gain-share  voice, unit cost, monthly, baseline 2.10 (2.20 from 2024-03, agreed 2024-05-15),
+                provider share 50%
+Contract T2 (EUR): one per-unit line, claims at 10.00.
+
+The months of T1:
+    2024-01  1,500 units, forecast 1,200: threshold 1,200 x 1.10 = 1,320, surge 180; KPI 0.75
+    2024-02  600 units, no forecast: 200 short of the minimum; KPI 0.92
+    2024-03  1,000 units; KPI 0.85; CPI review: 2024-01 = 112 against 2023-10 = 100
+    2024-04  1,000 units; KPI 0.85; provider invoice billed voice at 2.05
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from pipelines.cli import main
+from pipelines.errors import SettleError
+from tests.conftest import Workspace
+
+T1 = """\
+contract_id: T1
+client: Test Client
+currency: GBP
+start: 2024-01
+end: 2024-12
+rounding: {mode: half_up, amount_scale: 2, rate_scale: 4}
+service_lines:
+  - id: voice
+    description: Inbound voice
+    unit: contact
+    pricing:
+      - effective_from: 2024-01
+        model: graduated
+        bands:
+          - {up_to: 1000, rate: 2.00}
+          - {rate: 1.50}
+        minimum_units: 800
+        surge: {over_forecast_pct: 0.10, rate: 3.00}
+fixed_fees:
+  - {id: mgmt, description: Account management, amount: 1000.00, indexed: true}
+indexation:
+  index_id: CPI
+  base_period: 2023-10
+  first_review: 2024-03
+  review_every_months: 12
+  lag_months: 2
+  cap: 0.05
+  floor: 0.0
+  indexed_share: 0.50
+  applies_to: [mgmt]
+service_credits:
+  regime: at_risk_pool
+  at_risk_pct: 0.10
+  pool_pct: 1.0
+  monthly_cap_pct: 0.20
+  kpis:
+    - id: sl
+      description: Service level
+      direction: higher_is_better
+      target: [{effective_from: 2024-01, value: 0.80}]
+      allocation_pct: 1.0
+      credit: {model: binary}
+      earn_back_months: 1
+      bonus: {at_or_better: 0.90, pct_of_charges: 0.01}
+gain_share:
+  scope: [voice]
+  measure: unit_cost
+  baselines:
+    - {effective_from: 2024-01, value: 2.10, reason: contract baseline}
+    - effective_from: 2024-03
+      value: 2.20
+      reason: "rebased: new call types"
+      agreed_on: 2024-05-15
+  settle_every: month
+  tiers:
+    - {provider_share: 0.50}
+"""
+
+T2 = """\
+contract_id: T2
+currency: EUR
+start: 2024-01
+end: 2024-12
+service_lines:
+  - id: claims
+    pricing:
+      - {effective_from: 2024-01, model: per_unit, bands: [{rate: 10.00}]}
+"""
+
+
+def build_portfolio(root: Path) -> Workspace:
+    """Settle and close 2024-01..03 as known on 2024-04-01, then settle 2024-04 (see module doc)."""
+    ws = Workspace(root)
+    ws.contract(T1)
+    ws.contract(T2)
+    ws.volumes(
+        [
+            ("T1", "voice", "2024-01", "1500", "1200"),
+            ("T1", "voice", "2024-02", "600"),
+            ("T1", "voice", "2024-03", "1000"),
+            ("T1", "voice", "2024-04", "1000"),
+            ("T2", "claims", "2024-01", "100"),
+            ("T2", "claims", "2024-02", "100"),
+            ("T2", "claims", "2024-03", "100"),
+            ("T2", "claims", "2024-04", "100"),
+        ]
+    )
+    ws.kpis(
+        [
+            ("T1", "sl", "2024-01", "0.75"),
+            ("T1", "sl", "2024-02", "0.92"),
+            ("T1", "sl", "2024-03", "0.85"),
+            ("T1", "sl", "2024-04", "0.85"),
+        ]
+    )
+    ws.index_values([("CPI", "2023-10", "100.0"), ("CPI", "2024-01", "112.0")])
+    ws.vendor_invoices(
+        [
+            ("T1", "2024-04", "INV-T1-04", "usage:voice", "voice", "1000", "2.05", "2050.00"),
+            ("T1", "2024-04", "INV-T1-04", "fixed:mgmt", "mgmt", None, None, "1025.00"),
+            ("T1", "2024-04", "INV-T1-04", "gain_share", "gain-share", None, None, "100.00"),
+            ("T2", "2024-04", "INV-T2-04", "usage:claims", "claims", None, None, "1000.00"),
+            ("T2", "2024-04", "INV-T2-04", "fixed:admin", "admin fee", None, None, "25.00"),
+        ]
+    )
+    ws.settle("2024-01", "2024-03", as_known_at="2024-04-01")
+    for month in ("2024-01", "2024-02", "2024-03"):
+        ws.close(month)
+    ws.settle("2024-04")
+    return ws
+
+
+@pytest.fixture(scope="module")
+def portfolio(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    return build_portfolio(tmp_path_factory.mktemp("portfolio"))
+
+
+def explain(db: Path, period: str, line: str | None = None, contract: str = "T1") -> str:
+    args = ["explain", "--contract", contract, "--period", period, "--db", str(db)]
+    if line:
+        args += ["--line", line]
+    result = CliRunner().invoke(main, args)
+    if result.exception:
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_usage_with_bands(portfolio):
+    text = explain(portfolio.db, "2024-01", "usage:voice")
+    # 1,500 units, 180 above the surge threshold: 1,320 in the bands
+    assert "Units: 1,320 in the bands, of the month's 1,500 units of voice" in text
+    assert "180 above the surge threshold are billed on surge:voice" in text
+    assert "Pricing: graduated" in text
+    assert "effective from 2024-01" in text
+    # band 1: 0..1,000, 1,000 units x 2.00 = 2,000.00; band 2: above 1,000, 320 x 1.50 = 480.00
+    rows = [line.split() for line in text.splitlines() if line.strip()[:2] in ("1 ", "2 ")]
+    assert rows == [
+        ["1", "0", "1,000", "1,000", "2.00", "2.00", "0.00", "2,000.00"],
+        ["2", "1,000", "open", "320", "1.50", "1.50", "0.00", "480.00"],
+    ]
+    assert "sum of the bands: 2,000.00 + 480.00 = 2,480.00" in text
+    # voice is not in applies_to: factor 1 though the March review set 1.025 for mgmt (see below)
+    assert "Index factor 1: no indexation review applies to this month" in text
+    assert "Amount: 2,480.00 GBP (usage)" in text
+    assert "Rounding: 2,480.00 is exact: no rounding needed" in text
+    # no provider invoice for January
+    assert "Provider's invoice: not billed (difference -2,480.00)" in text
+
+
+def test_surge(portfolio):
+    text = explain(portfolio.db, "2024-01", "surge:voice")
+    # threshold forecast 1,200 x 1.10 = 1,320; 1,500 - 1,320 = 180 surge units x 3.00 = 540.00
+    assert "the threshold forecast x (1 + over_forecast_pct) is 1,320" in text
+    assert "so 180 are surge units" in text
+    assert "Amount: 180 x 3.00 = 540.00" in text
+    assert "Amount: 540.00 GBP (surge)" in text
+
+
+def test_minimum(portfolio):
+    text = explain(portfolio.db, "2024-02", "minimum:voice")
+    # 600 units against a minimum of 800: 200 short x the first band's 2.00 = 400.00
+    assert "the month's 600 units of voice are below the minimum of 800 units" in text
+    assert "Shortfall: 200 units x the first band's rate 2.00 = 400.00" in text
+    assert "Amount: 400.00 GBP (minimum)" in text
+    usage = explain(portfolio.db, "2024-02", "usage:voice")
+    # 600 units all in band 1 at 2.00 = 1,200.00
+    assert "Amount: 1,200.00 GBP (usage)" in usage
+    assert "Below the line's minimum: see minimum:voice" in usage
+
+
+def test_fixed_fee_indexed(portfolio):
+    before = explain(portfolio.db, "2024-02", "fixed:mgmt")
+    assert "Index factor 1: no indexation review applies to this month" in before
+    assert "Amount: 1,000.00 GBP (fixed_fee)" in before
+    text = explain(portfolio.db, "2024-03", "fixed:mgmt")
+    # review 2024-03 reads 2024-03 - 2 months = 2024-01: 112 / 100 - 1 = +12%, clamped to the
+    # 5% cap; factor = 1 x (1 + 0.5 x 0.05) = 1.025; fee 1,000.00 x 1.025 = 1,025.00
+    assert "Index factor 1.025 (chained; review 2024-03, in force from that month)" in text
+    assert (
+        "CPI: 2024-01 = 112 against 2023-10 = 100: raw change +12%, applied +5% "
+        "(clamped to the cap), weight 0.5"
+    ) in text
+    assert "factor = previous 1 x (1 + 0.5 x 0.05) = 1.025 -> 1.025" in text
+    assert "Fixed fee: 1,000.00 a month" in text
+    assert "Indexed: 1,000.00 x 1.025 = 1,025.00" in text
+    assert "Amount: 1,025.00 GBP (fixed_fee)" in text
+
+
+def test_credit(portfolio):
+    text = explain(portfolio.db, "2024-01", "credit:sl")
+    # KPI 0.75 < target 0.80: failed, the first failure
+    assert "KPI sl (higher is better): actual 0.75 vs target 0.8" in text
+    assert ": failed; consecutive failures 1" in text
+    # charges 2,480.00 + 540.00 + 1,000.00 = 4,020.00; at risk 10% = 402.00; x 1.0 x 1 x 1
+    assert "At risk: 10% of the month's charges 4,020.00 = 402.00" in text
+    assert "Allocation 100%; severity 1 (binary); multiplier 1 (first failure of a run)" in text
+    assert "Uncapped credit: 402.00 x 1 x 1 x 1 = 402.00" in text
+    # cap 20% x 4,020.00 = 804.00
+    assert "Monthly cap: 20% of charges = 804.00" in text
+    assert "are within it" in text
+    assert "Credit: -402.00" in text
+    # met in February, the one month that earns it back
+    assert "Earn-back: returned in full if the KPI meets target in each of the next 1" in text
+    assert "earned back in 2024-02" in text
+
+
+def test_earn_back_and_bonus(portfolio):
+    text = explain(portfolio.db, "2024-02", "earn_back:sl")
+    assert "Credit of 2024-01: 402.00" in text
+    assert "since then: 2024-02 met" in text
+    assert "Earn-back: the credit of 2024-01, 402.00, is returned in full" in text
+    assert "Amount: 402.00 GBP (earn_back)" in text
+    bonus = explain(portfolio.db, "2024-02", "bonus:sl")
+    # 0.92 >= 0.90 and nothing failed: 1% of charges 1,200.00 + 400.00 + 1,000.00 = 2,600.00
+    assert "actual 0.92 vs target 0.8" in bonus
+    assert "No KPI failed this month" in bonus
+    assert "Charges before credits: 2,600.00" in bonus
+    assert "Amount: 26.00 GBP (bonus)" in bonus
+
+
+def test_gain_share(portfolio):
+    text = explain(portfolio.db, "2024-01", "gain_share")
+    # volume 1,500; baseline 2.10 x 1,500 = 3,150.00; actual usage 2,480.00 + surge 540.00 =
+    # 3,020.00; savings 130.00; 50% = 65.00
+    assert "Window 2024-01..2024-01 (1 month(s), settled every month)" in text
+    assert "Volume 1,500; baseline cost 3,150.00 (each month's baseline per unit x" in text
+    assert "actual cost 3,020.00 (the scope's charges before credits)" in text
+    assert "Savings = baseline cost - actual cost = 130.00" in text
+    assert "Baseline: contract baseline" in text
+    assert "Shared by tiers: 130.00 x 0.50 = 65.00" in text
+    assert "Outcome: gain" in text
+    assert "Amount: 65.00 GBP (gain_share)" in text
+
+
+def test_adjustment(portfolio):
+    text = explain(portfolio.db, "2024-04", "adjustment:gain_share:2024-03")
+    # March closed on 2.10: 2,100.00 - 2,000.00 = 100.00, provider 50.00. Rebased to 2.20:
+    # 2,200.00 - 2,000.00 = 200.00, provider 100.00; delta 100.00 - 50.00 - 0.00 = 50.00
+    assert "Restates gain_share of 2024-03, a closed month (closed at run 1)" in text
+    assert "Closed amount 50.00; previously adjusted 0.00; restated 100.00" in text
+    assert "= 100.00 - 50.00 - 0.00 = 50.00" in text
+    assert "Reason: rebased: new call types" in text
+    assert "As closed: savings 100.00 on contract baseline, provider amount 50.00" in text
+    assert "Amount: 50.00 GBP (adjustment)" in text
+    # billed on April's invoice but not by the provider: 0.00 - 50.00
+    assert "Provider's invoice: not billed (difference -50.00)" in text
+
+
+def test_reconciliation_variances(portfolio):
+    text = explain(portfolio.db, "2024-04", "usage:voice")
+    # billed 1,000 x 2.05 = 2,050.00 against 1,000 x 2.00 = 2,000.00: +50.00, all rate variance
+    assert (
+        "billed 2,050.00, difference 50.00: over_billed (rate variance 50.00, volume variance "
+        "0.00, other 0.00)"
+    ) in text
+
+
+def test_whole_invoice_and_header(portfolio):
+    text = explain(portfolio.db, "2024-04")
+    assert text.startswith("T1 2024-04 (GBP)\n")
+    # run 2 settled April; 2,000.00 + 1,025.00 + 100.00 gain-share + 50.00 adjustment = 3,175.00
+    assert "Figures of run 2" in text
+    assert "the month is open" in text
+    assert "Invoice: 4 line(s), amount due 3,175.00 GBP" in text
+    assert re.findall(r"^  (\S+): ", text, re.M) == [
+        "usage:voice",
+        "fixed:mgmt",
+        "gain_share",
+        "adjustment:gain_share:2024-03",
+    ]
+    closed = explain(portfolio.db, "2024-03")
+    assert "as known at 2024-04-01" in closed
+    assert "the month is closed" in closed
+
+
+def test_reads_only_the_database(portfolio, tmp_path):
+    # the same text from a copy of the file alone, far from the contracts and inputs
+    copy = tmp_path / "audit.duckdb"
+    shutil.copy(portfolio.db, copy)
+    assert explain(copy, "2024-01") == explain(portfolio.db, "2024-01")
+    assert explain(copy, "2024-01") == explain(copy, "2024-01")
+
+
+def test_errors(portfolio, tmp_path):
+    with pytest.raises(
+        SettleError, match=r"no settled figures for T1 in 2024-07.*2024-01\.\.2024-04"
+    ):
+        explain(portfolio.db, "2024-07")
+    with pytest.raises(SettleError, match=r"no settled figures for contract NOPE.*T1, T2"):
+        explain(portfolio.db, "2024-01", contract="NOPE")
+    with pytest.raises(SettleError, match=r"no line 'bonus:sl' on the 2024-01 invoice of T1"):
+        explain(portfolio.db, "2024-01", "bonus:sl")
+    with pytest.raises(SettleError, match="no such database"):
+        explain(tmp_path / "missing.duckdb", "2024-01")
+
+
+def test_a_window_with_no_line_is_still_explained(portfolio):
+    # February: 2.10 x 600 = 1,260.00 against 1,200.00 + 400.00 = 1,600.00: an overrun of 340.00
+    # the contract does not share (no pain_share), so no gain_share line
+    text = explain(portfolio.db, "2024-02")
+    assert "Settled this month with no invoice line (the amount is zero):" in text
+    assert "Savings = baseline cost - actual cost = -340.00 (an overrun)" in text
+    assert "Pain share: no: an overrun is not shared" in text
+    assert "Outcome: pain_not_shared" in text
+    assert "Outcome: pain_not_shared" in explain(portfolio.db, "2024-02", "gain_share")
+
+
+def test_a_database_held_for_writing_is_a_clear_error(portfolio, tmp_path):
+    copy = tmp_path / "busy.duckdb"
+    shutil.copy(portfolio.db, copy)
+    with duckdb.connect(str(copy)), pytest.raises(SettleError, match="in use by a running"):
+        explain(copy, "2024-01")
