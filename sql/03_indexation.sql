@@ -119,7 +119,7 @@ SELECT
     CASE WHEN s.method = 'base_relative' THEN f.step ELSE f.previous_factor * f.step END
         AS unrounded_factor,
     f.factor,
-    s.method
+    s.method, s.cap, s.floor, s.factor_scale
 FROM calc_index_changes ch
 JOIN calc_review_factors f USING (contract_id, n)
 JOIN calc_review_steps s USING (contract_id, n);

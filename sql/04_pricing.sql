@@ -89,8 +89,7 @@ SELECT
     contract_id, service_line_id, period, model, band, lower_bound, up_to,
     CASE
         WHEN model IN ('graduated', 'per_unit') THEN units_inside
-        WHEN model = 'volume' THEN banded_units
-        ELSE CAST(0 AS DECIMAL(38, 12))
+        ELSE banded_units  -- volume and stairstep: the whole total falls in one band
     END AS units,
     base_rate, rate, base_flat_fee, flat_fee,
     CASE
@@ -202,36 +201,63 @@ ASOF JOIN (
     SELECT * FROM cfg_fixed_fees WHERE agreed_on <= (SELECT as_known_at FROM run_params)
 ) f ON f.contract_id = m.contract_id AND f.fee_id = ids.fee_id AND m.period >= f.effective_from;
 
+-- Every branch casts to the same types: DuckDB would otherwise give a UNION column the
+-- smallest scale among its branches.
 CREATE OR REPLACE TEMP TABLE calc_charge_lines AS
+WITH lines AS (
+    SELECT
+        u.contract_id, u.period,
+        'usage:' || u.service_line_id || coalesce(':band' || u.item_band, '') AS line_key,
+        u.service_line_id, NULL AS fee_id, 'usage' AS charge_type, u.band,
+        u.units, u.base_rate, u.rate,
+        CAST(u.amount_unrounded AS DECIMAL(38, 16)) AS amount_unrounded, u.amount,
+        u.capped,
+        l.description || coalesce(' band ' || u.item_band, '') AS description,
+        10 + l.line_order * 10 AS sort_order
+    FROM calc_usage_lines u
+    JOIN calc_line_units l USING (contract_id, service_line_id, period)
+    UNION ALL
+    SELECT
+        contract_id, period, 'surge:' || service_line_id, service_line_id, NULL, 'surge', NULL,
+        surge_units, surge_base_rate, surge_rate,
+        CAST(surge_units * surge_rate AS DECIMAL(38, 16)),
+        round_to(surge_units * surge_rate, amount_scale, rounding_mode), false,
+        description || ' surge above forecast', 11 + line_order * 10
+    FROM calc_line_units
+    WHERE surge_units > 0
+    UNION ALL
+    SELECT
+        mn.contract_id, mn.period, 'minimum:' || mn.service_line_id, mn.service_line_id, NULL,
+        'minimum', 1, mn.shortfall_units, mn.first_base_rate, mn.first_rate,
+        CAST(mn.amount AS DECIMAL(38, 16)),
+        mn.amount, false, l.description || ' minimum commitment', 12 + l.line_order * 10
+    FROM calc_minimum_lines mn
+    JOIN calc_line_units l USING (contract_id, service_line_id, period)
+    UNION ALL
+    SELECT
+        contract_id, period, 'fixed:' || fee_id, NULL, fee_id, 'fixed_fee', NULL,
+        NULL, base_amount, NULL, CAST(base_amount * index_factor AS DECIMAL(38, 16)), amount, false,
+        description, 5000 + fee_order
+    FROM calc_fixed_fee_lines
+)
 SELECT
-    u.contract_id, u.period,
-    'usage:' || u.service_line_id || coalesce(':band' || u.item_band, '') AS line_key,
-    u.service_line_id, NULL::VARCHAR AS fee_id, 'usage' AS charge_type, u.band,
+    x.contract_id, x.period, x.line_key, x.service_line_id, CAST(x.fee_id AS VARCHAR) AS fee_id,
+    x.charge_type, CAST(x.band AS INTEGER) AS band,
     l.model AS pricing_model, l.pricing_from,
-    u.units, u.base_rate, l.index_factor, u.rate, u.amount_unrounded, u.amount, u.capped,
-    l.description || coalesce(' band ' || u.item_band, '') AS description,
-    10 + l.line_order * 10 AS sort_order
-FROM calc_usage_lines u
-JOIN calc_line_units l USING (contract_id, service_line_id, period)
-UNION ALL
-SELECT
-    contract_id, period, 'surge:' || service_line_id, service_line_id, NULL, 'surge', NULL,
-    model, pricing_from, surge_units, surge_base_rate, index_factor, surge_rate,
-    surge_units * surge_rate, round_to(surge_units * surge_rate, amount_scale, rounding_mode),
-    false, description || ' surge above forecast', 11 + line_order * 10
-FROM calc_line_units
-WHERE surge_units > 0
-UNION ALL
-SELECT
-    mn.contract_id, mn.period, 'minimum:' || mn.service_line_id, mn.service_line_id, NULL,
-    'minimum', 1, l.model, l.pricing_from, mn.shortfall_units, mn.first_base_rate,
-    l.index_factor, mn.first_rate, mn.amount, mn.amount, false,
-    l.description || ' minimum commitment', 12 + l.line_order * 10
-FROM calc_minimum_lines mn
-JOIN calc_line_units l USING (contract_id, service_line_id, period)
-UNION ALL
-SELECT
-    contract_id, period, 'fixed:' || fee_id, NULL, fee_id, 'fixed_fee', NULL, NULL, NULL,
-    NULL, base_amount, index_factor, NULL, base_amount * index_factor, amount, false,
-    description, 5000 + fee_order
-FROM calc_fixed_fee_lines;
+    CAST(x.units AS DECIMAL(38, 12)) AS units,
+    CAST(l.forecast_units AS DECIMAL(38, 6)) AS forecast_units,
+    CAST(l.surge_threshold AS DECIMAL(38, 12)) AS surge_threshold,
+    CAST(x.base_rate AS DECIMAL(38, 10)) AS base_rate,
+    coalesce(l.index_factor, f.index_factor) AS index_factor,
+    CAST(x.rate AS DECIMAL(38, 10)) AS rate,
+    CAST(x.amount_unrounded AS DECIMAL(38, 16)) AS amount_unrounded,
+    CAST(x.amount AS DECIMAL(38, 10)) AS amount,
+    x.capped, c.rounding_mode, c.amount_scale, c.rate_scale,
+    x.description, x.sort_order
+FROM lines x
+JOIN cfg_contracts c USING (contract_id)
+LEFT JOIN calc_line_units l
+  ON l.contract_id = x.contract_id AND l.service_line_id = x.service_line_id
+ AND l.period = x.period
+LEFT JOIN calc_fixed_fee_lines f
+  ON f.contract_id = x.contract_id AND f.fee_id = x.fee_id AND f.period = x.period;
