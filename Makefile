@@ -51,6 +51,7 @@ bench: setup
 
 dagster: setup
 	mkdir -p .dagster_home
+	test -f .dagster_home/dagster.yaml || printf 'nux:\n  enabled: false\n' > .dagster_home/dagster.yaml
 	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -m pipelines.definitions
 
 clean:

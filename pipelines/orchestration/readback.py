@@ -199,7 +199,7 @@ def summary(con: Con, name: str, result: engine.RunResult, months: str) -> dict[
     count = con.execute(f"SELECT count(*) FROM {name} WHERE run_id = ?", [run_id]).fetchone()[0]
     metadata: dict[str, Any] = {
         "dagster/row_count": count,
-        "settle run_id": run_id,
+        "settle run_id": dg.MetadataValue.text(str(run_id)),
         "months": months,
     }
     if name in EXTRA:
@@ -342,7 +342,7 @@ def check_result(con: Con, asset: str, run_id: int) -> dg.AssetCheckResult:
         passed=not failing,
         severity=severity,
         metadata={
-            "settle run_id": run_id,
+            "settle run_id": dg.MetadataValue.text(str(run_id)),
             "failing rows": len(failing),
             "rows": table(headers, failing, limit=40),
         },

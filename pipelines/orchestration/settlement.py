@@ -2,8 +2,13 @@
 
 A month and a range are the same thing to the engine: a range backfill is one Dagster run
 (BackfillPolicy.single_run) and one transaction, exactly `settle run --period A --to B`. The
-assets' dependencies draw the order the settlement SQL runs in; the work itself is one step, so
-nothing else in the run contends for the DuckDB file.
+work is one step, so nothing else in the run contends for the DuckDB file.
+
+Every table depends on `validated_inputs` only, not on each other: in Dagster 1.13.27 a
+non-subsettable multi-asset whose assets depend on one another cannot be backfilled from the UI
+("Targeted subset must match between every key in a non-subsettable multi-asset": the check
+compares partition subsets with `!=`, which counts a lazily computed partition count). The
+descriptions say what each is computed from.
 """
 
 import datetime as dt
@@ -18,53 +23,47 @@ from . import readback
 from .partitions import MONTHS, ONE_RUN, months_of
 from .resources import SettleFiles
 
-# stored table -> (what it holds, the assets it is computed from)
-TABLES: dict[str, tuple[str, list[str]]] = {
+# stored table -> what it holds and what it is computed from, in the order the SQL computes them
+TABLES: dict[str, str] = {
     "index_factors": (
         "Indexation review factors per contract: the index values, raw and clamped change, and "
-        "the factor that prices and baselines are multiplied by (sql/03_indexation.sql).",
-        ["validated_inputs"],
+        "the factor that prices and baselines are multiplied by. sql/03_indexation.sql, from "
+        "the contract terms and index_values/."
     ),
     "charge_bands": (
-        "Units per pricing band and month, with the indexed rate and flat fee of each band "
-        "(sql/04_pricing.sql).",
-        ["validated_inputs", "index_factors"],
+        "Units per pricing band and month, with the indexed rate and flat fee of each band. "
+        "sql/04_pricing.sql, from volumes/ and index_factors."
     ),
     "charge_lines": (
-        "Charges before credits: usage, fixed fees, minimum and surge lines per contract and "
-        "month (sql/04_pricing.sql).",
-        ["charge_bands", "index_factors"],
+        "Charges before credits: usage, fixed fee, minimum and surge lines per contract and "
+        "month. sql/04_pricing.sql, from charge_bands and index_factors."
     ),
     "kpi_results": (
         "Each KPI per month: value (input or measured from interactions), target, met / failed / "
-        "excused / no_data, consecutive failures, critical (sql/05_measures.sql, "
-        "sql/06_kpi_results.sql).",
-        ["validated_inputs"],
+        "excused / no_data, consecutive failures, critical. sql/05_measures.sql and "
+        "sql/06_kpi_results.sql, from kpis/, interactions/ and exclusions/."
     ),
     "service_credits": (
         "Credits for failed KPIs: at-risk amount, severity, repeat multiplier, monthly cap, "
-        "earn-back (sql/07_credits.sql).",
-        ["charge_lines", "kpi_results"],
+        "earn-back. sql/07_credits.sql, from charge_lines and kpi_results."
     ),
     "gain_share": (
         "Gain-share windows: baseline and actual cost, savings, tiers, cap, gates and the provider "
-        "amount billed on the window's last month (sql/08_gain_share.sql).",
-        ["charge_lines", "kpi_results", "index_factors"],
+        "amount billed on the window's last month. sql/08_gain_share.sql, from charge_lines, "
+        "kpi_results and index_factors."
     ),
     "adjustments": (
         "Restated closed months: closed, restated and delta per line, billed on the next open "
-        "month's invoice (sql/10_adjustments.sql).",
-        ["charge_lines", "service_credits", "gain_share"],
+        "month's invoice. sql/10_adjustments.sql, from the restated invoice and the closing runs."
     ),
     "invoice_lines": (
-        "The invoice the contract says is due, line by line, each amount rounded once "
-        "(sql/09_invoice.sql, sql/10_adjustments.sql).",
-        ["charge_lines", "service_credits", "gain_share", "adjustments"],
+        "The invoice the contract says is due, line by line, each amount rounded once. "
+        "sql/09_invoice.sql and sql/10_adjustments.sql, from charge_lines, service_credits, "
+        "gain_share and adjustments."
     ),
     "invoice_reconciliation": (
         "The provider's invoice against the expected one: difference, status, rate and volume "
-        "variance per line (sql/11_reconcile.sql).",
-        ["invoice_lines", "validated_inputs"],
+        "variance per line. sql/11_reconcile.sql, from invoice_lines and vendor_invoices/."
     ),
 }
 
@@ -79,8 +78,8 @@ class SettleRunConfig(dg.Config):
 @dg.multi_asset(
     name="settle",
     specs=[
-        dg.AssetSpec(name, description=text, deps=deps, kinds={"duckdb"})
-        for name, (text, deps) in TABLES.items()
+        dg.AssetSpec(name, description=text, deps=["validated_inputs"], kinds={"duckdb"})
+        for name, text in TABLES.items()
     ],
     check_specs=[
         dg.AssetCheckSpec(check, asset=asset, description=text)
@@ -103,7 +102,9 @@ def settle(context: dg.AssetExecutionContext, config: SettleRunConfig, settle: S
         result = engine.settle(settle.contracts, settle.data, settle.db, request, context.log.info)
     except SettleError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
-    context.log.info(f"settle run {result.run_id}: {months}, {result.written_months} contract-months")
+    context.log.info(
+        f"settle run {result.run_id}: {months}, {result.written_months} contract-months"
+    )
     try:
         con = duckdb.connect(str(settle.db), read_only=True)
     except duckdb.IOException as exc:

@@ -73,7 +73,6 @@ def validated_inputs(
                     check_name=name,
                     passed=False,
                     description=report.errors[stage],
-                    metadata={"error": dg.MetadataValue.text(report.errors[stage])},
                 )
             )
         else:
@@ -102,6 +101,4 @@ def _summary(report: engine.Validation, first: dt.date, last: dt.date) -> dict:
             rows.append([f"{folder}/", in_months, frame.height])
         rows.append(["interactions/", f"{len(report.inputs.interaction_files)} file(s)", ""])
         metadata["input rows"] = table(["input", f"rows in {months}", "rows in all months"], rows)
-        volumes = report.inputs.frames["volumes"]
-        metadata["volume rows"] = volumes.filter(pl.col("period").is_between(first, last)).height
     return metadata
