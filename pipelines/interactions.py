@@ -17,7 +17,6 @@ sql/05_measures.sql then derives each measured KPI from the counts, without touc
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,9 +65,13 @@ _ACCEPTED: dict[str, set[str]] = {
 
 
 def _shown(path: str) -> str:
-    """A file as the user named it: relative to the working directory when it lies below it."""
-    relative = os.path.relpath(path)
-    return path if relative.startswith("..") else relative
+    """A file as the other inputs name theirs: from the data folder's name on
+    (`data/interactions/part.parquet`), whatever the working directory."""
+    parts = Path(path).parts
+    folders = [i for i, part in enumerate(parts[:-1]) if part == "interactions"]
+    if not folders or folders[-1] == 0:
+        return path
+    return str(Path(*parts[folders[-1] - 1 :]))
 
 
 def _sql_text(value: str) -> str:
@@ -139,7 +142,7 @@ def _view_sql(con: duckdb.DuckDBPyConnection, listing: str) -> tuple[str, list[s
             selects.append(f"TRY_CAST({column} AS {target}) AS {column}")
             cast_checks.append(
                 f"WHEN {column} IS NOT NULL AND TRY_CAST({column} AS {target}) IS NULL "
-                f"THEN '{column} ''' || {column}::VARCHAR || ''' is not a {target}'"
+                f"THEN '{column} ''' || {column}::VARCHAR || ''' does not cast to {target}'"
             )
             cast_columns.append(column)
     cast_error = f"CASE {' '.join(cast_checks)} END" if cast_checks else "NULL::VARCHAR"
@@ -167,23 +170,62 @@ def register_interactions(con: duckdb.DuckDBPyConnection, files: list[str]) -> N
     for whole seconds, a time-zoned timestamp); the row rules are `check_interactions`.
     """
     casts: list[str] = []
-    if not files:
-        con.execute(EMPTY)
-    else:
+    proven: set[str] = set(VALUE_RULES)  # no files: nothing to check row by row
+    _register_files(con, files)
+    if files:
         listing = ", ".join(_sql_text(f) for f in files)
         _check_schemas(con, listing)
         sql, casts = _view_sql(con, listing)
         con.execute(sql)
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE in_interaction_casts AS "
-        "SELECT unnest(?::VARCHAR[]) AS column_name",
-        [casts],
-    )
-    for sql in scan_sql(con):
+        proven = _proven_by_statistics(con, listing)
+    else:
+        con.execute(EMPTY)
+    for sql in scan_sql(con, bool(casts), proven):
         try:
             con.execute(sql)
         except duckdb.Error as exc:
             raise SettleError(f"interactions/: the files could not be read: {exc}") from None
+
+
+_HIVE_PERIOD = re.compile(r"(?:^|/)period=(\d{4})-(\d{2})(?:-01)?/")
+
+
+def _register_files(con: duckdb.DuckDBPyConnection, files: list[str]) -> None:
+    """in_interaction_files: each file with the month of its `period=YYYY-MM/` folder, if any."""
+    rows = []
+    for f in files:
+        match = _HIVE_PERIOD.search(Path(f).as_posix())
+        period = dt.date(int(match.group(1)), int(match.group(2)), 1) if match else None
+        rows.append((f, period))
+    con.execute("CREATE OR REPLACE TEMP TABLE in_interaction_files (file VARCHAR, period DATE)")
+    if rows:
+        con.executemany("INSERT INTO in_interaction_files VALUES (?, ?)", rows)
+
+
+# one-column rules: column -> (smallest, largest) value allowed
+VALUE_RULES: dict[str, tuple[int | None, int | None]] = {"handle_s": (0, None), "csat": (1, 10)}
+
+
+def _proven_by_statistics(con: duckdb.DuckDBPyConnection, listing: str) -> set[str]:
+    """The one-column rules that the files' own Parquet statistics prove for every row: no row
+    of an integer column chunk lies outside its exact min..max, so those rows need no check."""
+    proven = set()
+    for column, (low, high) in VALUE_RULES.items():
+        unproven = con.execute(
+            f"""
+            SELECT count(*) FROM parquet_metadata([{listing}])
+            WHERE path_in_schema = ? AND num_values > coalesce(stats_null_count, 0)
+              AND NOT coalesce(
+                  type IN ('INT32', 'INT64') AND min_is_exact AND max_is_exact
+                  AND TRY_CAST(stats_min_value AS HUGEINT) >= coalesce(?, -1e30)
+                  AND TRY_CAST(stats_max_value AS HUGEINT) <= coalesce(?, 1e30),
+                  false)
+            """,
+            [column, low, high],
+        ).fetchone()[0]
+        if unproven == 0:
+            proven.add(column)
+    return proven
 
 
 # --------------------------------------------------------------------------- the scan
@@ -204,12 +246,13 @@ def _int_list(values: list[int]) -> str:
     return "[" + ", ".join(str(v) for v in values) + "]"
 
 
-def scan_sql(con: duckdb.DuckDBPyConnection) -> list[str]:
+def scan_sql(con: duckdb.DuckDBPyConnection, has_casts: bool, proven: set[str]) -> list[str]:
     """The statements of sql/interactions.sql with the thresholds the contracts use filled in.
 
     Only the counts some KPI needs are made: answered within each service-level threshold;
     abandoned within each threshold whose abandons count (count_as_met, exclude_within_threshold)
-    and within each short-abandon limit; csat at or above each top box.
+    and within each short-abandon limit; csat at or above each top box. Every aggregate costs a
+    pass over each row, so a value rule the statistics proved is not tested again (NULL).
     """
     measures = con.execute(
         "SELECT metric, threshold_s, abandons, short_abandon_s, csat_top_box FROM cfg_kpi_measures"
@@ -222,15 +265,14 @@ def scan_sql(con: duckdb.DuckDBPyConnection) -> list[str]:
             answered_s.add(threshold)
             if abandons in ("count_as_met", "exclude_within_threshold"):
                 abandoned_s.add(threshold)
-        if metric in ("service_level", "abandon_rate") and abandons == "exclude_short":
-            if short is not None:
-                abandoned_s.add(short)
+        exclude_short = abandons == "exclude_short" and short is not None
+        if metric in ("service_level", "abandon_rate") and exclude_short:
+            abandoned_s.add(short)
         if metric == "csat" and box is not None:
             boxes.add(box)
     answered = sorted(answered_s)
     abandoned = sorted(abandoned_s)
     csat = sorted(boxes)
-    has_casts = con.execute("SELECT count(*) FROM in_interaction_casts").fetchone()[0] > 0
     fill = {
         "answered_within": ", ".join(f"count_if(t.answer_us <= {s * 1_000_000})" for s in answered),
         "abandoned_within": ", ".join(
@@ -242,6 +284,9 @@ def scan_sql(con: duckdb.DuckDBPyConnection) -> list[str]:
         "csat_boxes": _int_list(csat),
         "cast_error_column": ", _cast_error" if has_casts else "",
         "cast_errors": "count(t._cast_error)" if has_casts else "0::BIGINT",
+        "min_handle_s": "NULL::INTEGER" if "handle_s" in proven else "min(t.handle_s)",
+        "min_csat": "NULL::INTEGER" if "csat" in proven else "min(t.csat)",
+        "max_csat": "NULL::INTEGER" if "csat" in proven else "max(t.csat)",
     }
     return [sql.format(**fill) for sql in _statements().values()]
 
@@ -367,3 +412,45 @@ def check_interactions(con: duckdb.DuckDBPyConnection) -> None:
             message = _explain(con, rule)
             if message:
                 raise SettleError(message)
+    _check_hive_folders(con)
+
+
+def _check_hive_folders(con: duckdb.DuckDBPyConnection) -> None:
+    """A file in a `period=YYYY-MM/` folder holds only interactions that arrived in that month
+    (as the other inputs' hive rule). The footers' exact min/max of arrived_at prove it without
+    reading the rows; only a file they do not clear is read."""
+    foldered = [r[0] for r in con.execute(
+        "SELECT file FROM in_interaction_files WHERE period IS NOT NULL ORDER BY file"
+    ).fetchall()]  # fmt: skip
+    if not foldered:
+        return
+    listing = ", ".join(_sql_text(f) for f in foldered)
+    unproven = con.execute(
+        f"""
+        SELECT f.file, f.period
+        FROM in_interaction_files f
+        LEFT JOIN (SELECT * FROM parquet_metadata([{listing}])
+                   WHERE path_in_schema = 'arrived_at') m ON m.file_name = f.file
+        WHERE f.period IS NOT NULL
+        GROUP BY f.file, f.period
+        HAVING NOT bool_and(coalesce(
+            m.type = 'INT64' AND m.min_is_exact AND m.max_is_exact
+            AND TRY_CAST(m.stats_min_value AS TIMESTAMP) >= f.period
+            AND TRY_CAST(m.stats_max_value AS TIMESTAMP) < f.period + INTERVAL 1 MONTH, false))
+        ORDER BY f.file
+        """
+    ).fetchall()
+    for file, period in unproven:
+        rows = con.execute(
+            "SELECT _row, arrived_at, count(*) OVER () FROM in_interactions "
+            "WHERE _file = ? AND date_trunc('month', arrived_at) IS DISTINCT FROM ? "
+            "ORDER BY _row LIMIT 3",
+            [file, period],
+        ).fetchall()
+        if rows:
+            shown = "; ".join(f"row {r[0]} (arrived_at={_value(r[1])})" for r in rows)
+            raise SettleError(
+                f"{_shown(file)}: column arrived_at: {rows[0][2]} row(s) break the rule "
+                f"'arrived_at must fall in the month of its folder period={period:%Y-%m}'; "
+                f"first: {shown}."
+            )

@@ -60,22 +60,28 @@ counted AS (
     GROUP BY m.contract_id, m.kpi_id, g.period
 ),
 fractions AS (
+    -- every branch is cast on its own: a CASE over DECIMALs of different scales takes the smaller
     SELECT
         c.contract_id, c.kpi_id, c.period,
         CASE
-            WHEN m.metric = 'service_level' AND m.abandons = 'count_as_met' THEN c.a_t + c.ab_t
-            WHEN m.metric = 'service_level' THEN c.a_t
-            WHEN m.metric = 'abandon_rate' AND m.abandons = 'exclude_short' THEN c.ab - c.ab_short
-            WHEN m.metric = 'abandon_rate' THEN c.ab
+            WHEN m.metric = 'service_level' AND m.abandons = 'count_as_met'
+                THEN CAST(c.a_t + c.ab_t AS DECIMAL(38, 6))
+            WHEN m.metric = 'service_level' THEN CAST(c.a_t AS DECIMAL(38, 6))
+            WHEN m.metric = 'abandon_rate' AND m.abandons = 'exclude_short'
+                THEN CAST(c.ab - c.ab_short AS DECIMAL(38, 6))
+            WHEN m.metric = 'abandon_rate' THEN CAST(c.ab AS DECIMAL(38, 6))
             -- microseconds -> seconds, exactly: DECIMAL(38, 6) holds every microsecond
             WHEN m.metric = 'asa_s'
-                THEN CAST(c.answer_wait_us AS DECIMAL(38, 0)) * CAST(0.000001 AS DECIMAL(38, 6))
-            WHEN m.metric = 'aht_s' THEN c.handle_s
-            WHEN m.metric = 'fcr' THEN c.fcr_resolved
-            WHEN m.metric = 'csat' AND m.csat_top_box IS NOT NULL THEN c.csat_top
-            WHEN m.metric = 'csat' THEN c.csat_sum
-        END::DECIMAL(38, 6) AS numerator,
-        CASE
+                THEN CAST(CAST(c.answer_wait_us AS DECIMAL(38, 0)) * CAST(0.000001 AS DECIMAL(38, 6))
+                          AS DECIMAL(38, 6))
+            WHEN m.metric = 'aht_s' THEN CAST(c.handle_s AS DECIMAL(38, 6))
+            WHEN m.metric = 'fcr' THEN CAST(c.fcr_resolved AS DECIMAL(38, 6))
+            WHEN m.metric = 'csat' AND m.csat_top_box IS NOT NULL
+                THEN CAST(c.csat_top AS DECIMAL(38, 6))
+            WHEN m.metric = 'csat' THEN CAST(c.csat_sum AS DECIMAL(38, 6))
+        END AS numerator,
+        -- denominators are counts (whole numbers)
+        CAST(CASE
             WHEN m.metric = 'service_level' THEN CASE m.abandons
                 WHEN 'ignore' THEN c.a
                 WHEN 'count_as_failed' THEN c.a + c.ab
@@ -90,7 +96,7 @@ fractions AS (
             WHEN m.metric = 'aht_s' THEN c.handled
             WHEN m.metric = 'fcr' THEN c.fcr_answers
             WHEN m.metric = 'csat' THEN c.csat_answers
-        END::DECIMAL(38, 6) AS denominator
+        END AS DECIMAL(38, 6)) AS denominator
     FROM counted c
     JOIN cfg_kpi_measures m USING (contract_id, kpi_id)
 )

@@ -1,0 +1,344 @@
+"""`make bench`: Settle at portfolio scale, timed in ONE process.
+
+    python bench/run.py [--data bench/data] [--repeat 3]
+
+Generates bench/data/ first if it is missing (bench/generate.py: 1,000 contracts x 36 months and
+10M interactions in the last month). Then, in this one process:
+
+  (i)   the full 36-month backfill `settle` of every contract, against `validate` on the same
+        inputs (target: settle within 1.5x of validate);
+  (ii)  the measured-KPI step (the one scan of the interaction files that validates and counts
+        them, the rule tests, and sql/05_measures.sql) against a bare DuckDB GROUP BY over the
+        same files (target: within 1.3x);
+  (iii) the backfill's pricing (sql/04_pricing.sql) against the same pricing by a plain
+        per-contract pandas loop (bench/pricing_pandas.py), whose lines are checked against the
+        SQL's (target: SQL at least 50x faster);
+
+and prints the ratios, wall and CPU times, row counts and the peak resident memory (ru_maxrss;
+target under 2 GB). CPU time is shown beside wall time because a shared machine's wall clock moves
+with its neighbours; the ratios use wall time, best of --repeat where a step is repeated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import generate  # noqa: E402
+import pricing_pandas  # noqa: E402
+
+from pipelines import engine  # noqa: E402
+from pipelines.config import load_contracts  # noqa: E402
+from pipelines.inputs import InputSet, read_inputs  # noqa: E402
+from pipelines.interactions import check_interactions, register_interactions  # noqa: E402
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    def __enter__(self) -> Timer:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = time.process_time() - self._cpu
+
+
+class Marks:
+    """A progress callback that keeps each message with the moment it came."""
+
+    def __init__(self, marks: list[tuple[float, str]]) -> None:
+        self.marks = marks
+
+    def __call__(self, message: str) -> None:
+        self.marks.append((time.perf_counter(), message))
+
+
+def best(fn: Callable[[], object], repeat: int) -> tuple[float, float, object]:
+    """Best wall and CPU time of `repeat` runs, and the last result."""
+    walls, cpus, result = [], [], None
+    for _ in range(repeat):
+        with Timer() as t:
+            result = fn()
+        walls.append(t.wall)
+        cpus.append(t.cpu)
+    return min(walls), min(cpus), result
+
+
+def line(label: str, wall: float, cpu: float | None = None, note: str = "") -> None:
+    cpu_text = f"{cpu:8.2f}s cpu" if cpu is not None else " " * 12
+    print(f"  {label:<46} {wall:8.2f}s wall {cpu_text}  {note}")
+
+
+def verdict(ratio: float, target: float, higher_is_better: bool = False) -> str:
+    ok = ratio >= target if higher_is_better else ratio <= target
+    return f"{'meets' if ok else 'MISSES'} target {'>=' if higher_is_better else '<='} {target}x"
+
+
+# --------------------------------------------------------------------------- (i) backfill
+
+
+def backfill(contracts: Path, data: Path, db: Path, repeat: int) -> dict:
+    print("\n(i) full backfill settle vs validate")
+    validate_wall, validate_cpu, counts = best(lambda: engine.validate(contracts, data), repeat)
+    line("validate (configs, inputs, referential, scan)", validate_wall, validate_cpu)
+    with Timer() as c:
+        load_contracts(contracts)
+    with Timer() as i:
+        read_inputs(data)
+    print(f"      of which contract YAML {c.wall:.2f}s, input files {i.wall:.2f}s")
+
+    request = engine.RunRequest(generate.MONTHS[0], generate.MONTHS[-1])
+    runs = []
+    for _ in range(repeat):  # each settle into a fresh database: a first backfill every time
+        db.unlink(missing_ok=True)
+        marks: list[tuple[float, str]] = []
+        with Timer() as s:
+            result = engine.settle(contracts, data, db, request, Marks(marks))
+        runs.append((s, marks, result))
+    s, marks, result = min(runs, key=lambda r: r[0].wall)
+    line("settle 2024-01..2026-12, all contracts", s.wall, s.cpu)
+    steps = {}
+    for _, message in marks:
+        match = re.match(r"\s+(\d\d_\w+)\s+([\d.]+)s", message)
+        if match:
+            steps[match.group(1)] = float(match.group(2))
+    # phases from the progress marks: loading, registering and checking (incl. the interaction
+    # scan), the settlement SQL, and storing the results
+    validated = next(t for t, m in marks if m.startswith("validated"))
+    first_step = next(t for t, m in marks if m.startswith("  01_"))
+    last_step = next(t for t, m in marks if m.startswith("  11_"))
+    started = marks[0][0] - float(re.search(r"\(([\d.]+)s\)", marks[0][1]).group(1))
+    phases = {
+        "load configs and inputs": validated - started,
+        "register, check, scan interactions": first_step - validated - steps.get("01_macros", 0),
+        "settlement SQL (01..11)": sum(steps.values()),
+        "store results, summarise": marks[-1][0] - last_step,
+    }
+    for name, seconds in phases.items():
+        print(f"      {name:<36} {seconds:6.2f}s")
+    print("      " + ", ".join(f"{k} {v:.2f}s" for k, v in steps.items()))
+    ratio = s.wall / validate_wall
+    print(f"  ratio settle / validate: {ratio:.2f}x  ({verdict(ratio, 1.5)})")
+    with duckdb.connect(str(db), read_only=True) as con:
+        count = "SELECT count(*) FROM {} WHERE run_id = ?"
+        stored = {
+            t: con.execute(count.format(t), [result.run_id]).fetchone()[0]
+            for t in ("charge_lines", "kpi_results", "service_credits", "invoice_lines",
+                      "invoice_reconciliation", "gain_share")
+        }  # fmt: skip
+    print(f"  inputs: {counts}")
+    print(f"  stored: {stored}; {result.written_months:,} contract-months written")
+    print(f"  peak memory so far: {peak_mb():,.0f} MB")
+    return {"ratio": ratio, "steps": steps}
+
+
+# --------------------------------------------------------------------------- shared set-up
+
+
+def prepared(contracts: Path, data: Path) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
+    """An in-memory connection set up as settle() sets one up, without the interaction scan."""
+    loaded, inputs = engine.load(contracts, data)
+    con = duckdb.connect()
+    engine.ensure_schema(con)
+    engine.run_script(con, engine.SQL_DIR / "01_macros.sql")
+    engine.register_terms(con, loaded)
+    engine.register_inputs(con, InputSet(inputs.data_dir, inputs.frames))  # no interactions yet
+    con.execute(
+        "CREATE TEMP TABLE run_params AS SELECT ?::DATE AS period_from, ?::DATE AS period_to, "
+        "DATE '9999-12-31' AS as_known_at, 'settle' AS mode",
+        [generate.MONTHS[0], generate.MONTHS[-1]],
+    )
+    con.execute("CREATE TEMP TABLE run_contracts AS SELECT contract_id FROM cfg_contracts")
+    engine.run_script(con, engine.SQL_DIR / "02_calendar.sql")
+    return con, inputs.interaction_files
+
+
+# --------------------------------------------------------------------------- (ii) measures
+
+
+def measures(con: duckdb.DuckDBPyConnection, files: list[str], repeat: int) -> dict:
+    print("\n(ii) measured-KPI step vs a bare GROUP BY over the interaction files")
+    listing = ", ".join(f"'{f}'" for f in files)
+    rows = con.execute(f"SELECT count(*) FROM read_parquet([{listing}])").fetchone()[0]
+    source = f"read_parquet([{listing}])"
+    bare_count = (
+        f"SELECT contract_id, service_line_id, date_trunc('month', arrived_at) AS period, "
+        f"count(*) FROM {source} GROUP BY ALL"
+    )
+    bare_columns = (
+        f"SELECT contract_id, service_line_id, date_trunc('month', arrived_at) AS period, "
+        f"count(*), count(answered_at), count(abandoned_at), sum(handle_s), "
+        f"count_if(first_contact_resolved), sum(csat) FROM {source} GROUP BY ALL"
+    )
+    # the counts the portfolio's KPIs need, as one would write them by hand for these contracts:
+    # no validation, no exclusion windows
+    answered_s, abandoned_s = (
+        [r[0] for r in con.execute(q).fetchall()]
+        for q in (
+            "SELECT DISTINCT threshold_s FROM cfg_kpi_measures WHERE metric = 'service_level'",
+            "SELECT DISTINCT threshold_s FROM cfg_kpi_measures WHERE abandons IN "
+            "('count_as_met', 'exclude_within_threshold') UNION SELECT DISTINCT short_abandon_s "
+            "FROM cfg_kpi_measures WHERE abandons = 'exclude_short'",
+        )
+    )
+    within = ", ".join(
+        [f"count_if(answer_us <= {s * 1_000_000})" for s in answered_s]
+        + [f"count_if(abandon_us <= {s * 1_000_000})" for s in abandoned_s]
+    )
+    bare_counts = (
+        f"SELECT contract_id, service_line_id, date_trunc('month', arrived_at) AS period, "
+        f"count(*), count(answer_us), count(abandon_us), sum(answer_us), {within}, "
+        f"count(handle_s) FILTER (answer_us IS NOT NULL), "
+        f"sum(handle_s) FILTER (answer_us IS NOT NULL), count(first_contact_resolved), "
+        f"count_if(first_contact_resolved), count(csat), sum(csat), count_if(csat >= 4) "
+        f"FROM (SELECT *, epoch_us(answered_at) - epoch_us(arrived_at) AS answer_us, "
+        f"epoch_us(abandoned_at) - epoch_us(arrived_at) AS abandon_us FROM {source}) "
+        f"GROUP BY ALL"
+    )
+    step = {"scan": [], "rules": [], "measures": []}
+
+    def measured_step() -> None:
+        with Timer() as a:
+            register_interactions(con, files)
+        with Timer() as b:
+            check_interactions(con)
+        with Timer() as c:
+            engine.run_script(con, engine.SQL_DIR / "05_measures.sql")
+        step["scan"].append(a.wall)
+        step["rules"].append(b.wall)
+        step["measures"].append(c.wall)
+
+    timings = {}
+    for _ in range(repeat):  # interleaved, so that a noisy neighbour hits every query alike
+        for name, fn in (
+            ("bare_count", lambda: con.execute(bare_count).fetchall()),
+            ("bare_columns", lambda: con.execute(bare_columns).fetchall()),
+            ("bare_counts", lambda: con.execute(bare_counts).fetchall()),
+            ("step", measured_step),
+        ):
+            with Timer() as t:
+                fn()
+            w, c = timings.get(name, (9e9, 9e9))
+            timings[name] = (min(w, t.wall), min(c, t.cpu))
+    groups = con.execute("SELECT count(*) FROM calc_interaction_counts").fetchone()[0]
+    kpis = con.execute("SELECT count(*), count(value) FROM calc_measured_kpis").fetchone()
+    line(f"bare GROUP BY, count(*) only ({rows:,} rows)", *timings["bare_count"])
+    line("bare GROUP BY, every column the measures read", *timings["bare_columns"])
+    line("bare GROUP BY, the KPI counts, no checks/windows", *timings["bare_counts"])
+    line("measured-KPI step", *timings["step"])
+    print(
+        f"      scan {min(step['scan']):.2f}s, rule tests {min(step['rules']):.3f}s, "
+        f"05_measures {min(step['measures']):.3f}s; {groups:,} count groups, "
+        f"{kpis[0]:,} KPI-months ({kpis[1]:,} with a value)"
+    )
+    ratio = timings["step"][0] / timings["bare_columns"][0]
+    ratio_count = timings["step"][0] / timings["bare_count"][0]
+    ratio_counts = timings["step"][0] / timings["bare_counts"][0]
+    windows = con.execute("SELECT count(*) FROM calc_exclusion_segments").fetchone()[0]
+    print(
+        f"  ratio step / bare GROUP BY over the same columns: {ratio:.2f}x "
+        f"({verdict(ratio, 1.3)}); over count(*) only: {ratio_count:.2f}x; over the same "
+        f"counts without checks or windows: {ratio_counts:.2f}x ({windows} exclusion segments)"
+    )
+    print(f"  peak memory so far: {peak_mb():,.0f} MB")
+    return {"ratio": ratio, "ratio_counts": ratio_counts, "timings": timings}
+
+
+# --------------------------------------------------------------------------- (iii) pricing
+
+
+def pricing(con: duckdb.DuckDBPyConnection, repeat: int, settle_step: float | None) -> dict:
+    print("\n(iii) pricing: sql/04_pricing.sql vs a per-contract pandas loop")
+    engine.run_script(con, engine.SQL_DIR / "03_indexation.sql")
+    sql_wall, sql_cpu, _ = best(
+        lambda: engine.run_script(con, engine.SQL_DIR / "04_pricing.sql"), repeat
+    )
+    sql_lines = {
+        (c, p, k): a
+        for c, p, k, a in con.execute(
+            "SELECT contract_id, period, line_key, amount FROM calc_charge_lines"
+        ).fetchall()
+    }
+    line_months = con.execute("SELECT count(*) FROM calc_line_months").fetchone()[0]
+    line(f"04_pricing ({line_months:,} line-months, {len(sql_lines):,} lines)", sql_wall, sql_cpu)
+    if settle_step is not None:
+        line("04_pricing inside the backfill settle", settle_step)
+    with Timer() as load:
+        frames = pricing_pandas.load(con)
+    with Timer() as loop:
+        pandas_lines = pricing_pandas.price(frames)
+    line("pandas: frames from DuckDB (not counted)", load.wall, load.cpu)
+    line("pandas: per-contract loop", loop.wall, loop.cpu)
+    differ = [k for k in sql_lines.keys() | pandas_lines.keys()
+              if sql_lines.get(k) != pandas_lines.get(k)]  # fmt: skip
+    print(
+        f"  pandas lines {len(pandas_lines):,}; lines that differ from the SQL's: {len(differ)}"
+        + (f" (first: {sorted(differ)[:3]})" if differ else "")
+    )
+    ratio = loop.wall / sql_wall
+    print(f"  ratio pandas / SQL: {ratio:.0f}x ({verdict(ratio, 50, higher_is_better=True)})")
+    print(f"  peak memory so far: {peak_mb():,.0f} MB")
+    return {"ratio": ratio, "differ": len(differ)}
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=HERE / "data")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--regenerate", action="store_true")
+    parser.add_argument(
+        "--interactions", type=int, default=10_000_000, help="rows to generate (with --regenerate)"
+    )
+    parser.add_argument("--parts", default="i,ii,iii", help="which comparisons to run")
+    args = parser.parse_args(argv)
+    parts = set(args.parts.split(","))
+    contracts, data = args.data / "contracts", args.data / "inputs"
+    if args.regenerate or not (contracts.is_dir() and data.is_dir()):
+        print(f"generating {args.data} (once; delete it or pass --regenerate to redo)")
+        generate.generate(args.data, 1000, args.interactions, log=lambda m: print(f"  {m}"))
+    threads = duckdb.connect().execute("SELECT current_setting('threads')").fetchone()[0]
+    print(f"duckdb {duckdb.__version__}, {threads} threads")
+    results: dict[str, dict] = {}
+    with Timer() as total:
+        if "i" in parts:
+            results["i"] = backfill(contracts, data, args.data / "bench.duckdb", args.repeat)
+        con, files = prepared(contracts, data)
+        if "ii" in parts:
+            results["ii"] = measures(con, files, args.repeat)
+        if "iii" in parts:
+            step = results.get("i", {}).get("steps", {}).get("04_pricing")
+            results["iii"] = pricing(con, args.repeat, step)
+    peak = peak_mb()
+    print("\nsummary")
+    if "i" in results:
+        print(f"  (i)   settle / validate        {results['i']['ratio']:6.2f}x   target <= 1.5x")
+    if "ii" in results:
+        print(f"  (ii)  measures / bare GROUP BY {results['ii']['ratio']:6.2f}x   target <= 1.3x")
+    if "iii" in results:
+        print(f"  (iii) pandas / SQL pricing     {results['iii']['ratio']:6.0f}x   target >= 50x")
+    print(f"  peak memory {peak:,.0f} MB (target < 2,048 MB); total {total.wall:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
