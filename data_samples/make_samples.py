@@ -608,12 +608,16 @@ def make_interactions(rng: Rng) -> pa.Table:
 # the month is there but none of its line keys is (the engine's line keys have drifted).
 STALE_RATE = [  # the provider forgot the January 2025 CPI uplift on email: base rate 1.65
     (ACME, "2025-01", ("usage:email",), D("1.65"), ROUND_HALF_UP),
+    # ... and in December 2025 billed email at the new base rate without the uplift
+    (ACME, "2025-12", ("usage:email",), D("1.55"), ROUND_HALF_UP),
 ]
 EXTRA_QUANTITY = [  # the provider billed 1.5 FTE more than were deployed
     (NORTHWIND, "2024-10", ("usage:fte_support",), D("1.5"), ROUND_HALF_UP),
+    (NORTHWIND, "2025-12", ("usage:fte_support",), D("0.5"), ROUND_HALF_UP),
 ]
 AMOUNT_NUDGE = [  # a 0.50 rounding difference, inside the 1.00 tolerance
     (FABRIKAM, "2024-06", ("usage:voice:band2", "usage:voice"), D("0.50")),
+    (FABRIKAM, "2025-12", ("usage:voice:band2", "usage:voice"), D("0.50")),
 ]
 NOT_BILLED = [  # the provider left the platform licence off its May 2025 invoice
     (NORTHWIND, "2025-05", ("fixed:platform_licence",)),
@@ -629,7 +633,7 @@ UNEXPECTED = [  # (contract, YYYY-MM, line_key, description, quantity, rate, amo
         D("842.60"),
     ),
 ]
-CREDITS_OMITTED = [(ACME, "2024-08"), (FABRIKAM, "2024-10")]  # service credits left off
+CREDITS_OMITTED = [(ACME, "2024-08"), (FABRIKAM, "2024-10"), (FABRIKAM, "2025-11")]  # service credits left off
 
 
 def _pick(rows: list[dict], contract_id: str, month: str, keys: tuple[str, ...]) -> dict | None:

@@ -109,7 +109,7 @@ def sql_files() -> list[Path]:
 
 def code_version() -> str:
     digest = hashlib.sha256()
-    for path in [*sql_files(), *sorted(PACKAGE_DIR.glob("*.py"))]:
+    for path in [*sorted(SQL_DIR.glob("*.sql")), *sorted(PACKAGE_DIR.glob("*.py"))]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return f"{__version__}+{digest.hexdigest()[:12]}"
@@ -217,9 +217,11 @@ def compute(con: duckdb.DuckDBPyConnection, progress: Progress = _quiet) -> None
                 con,
                 "calc_missing_required_kpis",
                 lambda rows: (
-                    "kpis/: required KPI values missing: "
+                    "required KPI values missing: "
                     + "; ".join(f"{r[1]} for {fmt(r[2])} (contract {r[0]})" for r in rows)
-                    + " (rule: a KPI with required: true has a value every settled month)."
+                    + ". Add the rows to kpis/ (or, for a KPI with a measure, the month's "
+                    "interactions/) (rule: a KPI with required: true has a value every "
+                    "settled month)."
                 ),
             )
 
