@@ -633,7 +633,11 @@ UNEXPECTED = [  # (contract, YYYY-MM, line_key, description, quantity, rate, amo
         D("842.60"),
     ),
 ]
-CREDITS_OMITTED = [(ACME, "2024-08"), (FABRIKAM, "2024-10"), (FABRIKAM, "2025-11")]  # service credits left off
+CREDITS_OMITTED = [
+    (ACME, "2024-08"),
+    (FABRIKAM, "2024-10"),
+    (FABRIKAM, "2025-11"),
+]  # service credits left off
 
 
 def _pick(rows: list[dict], contract_id: str, month: str, keys: tuple[str, ...]) -> dict | None:
@@ -738,16 +742,14 @@ def main(argv: list[str] | None = None) -> None:
     write(make_interactions(rng), out / "interactions" / "interactions.parquet")
     import polars as pl
 
-    expected = (
-        pl.read_parquet(args.expected) if args.expected is not None else settle_expected(out)
-    )
+    expected = pl.read_parquet(args.expected) if args.expected is not None else settle_expected(out)
     invoices = make_vendor_invoices(expected)
     write(invoices.to_arrow(), out / "vendor_invoices" / "vendor_invoices.parquet")
     print(f"sample inputs written to {out}")
 
 
 def settle_expected(data_dir: Path) -> polars.DataFrame:
-    """The engine's own invoice lines for every sample month: the provider's invoice starts there."""
+    """The engine's own invoice lines for every sample month: the provider copies them."""
     import datetime as dt
     import sys
     import tempfile

@@ -57,12 +57,22 @@ def _money(value: Decimal | None) -> str:
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True)))]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    lines = [
+        "  ".join(
+            h.ljust(w) if i < 2 else h.rjust(w)
+            for i, (h, w) in enumerate(zip(headers, widths, strict=True))
+        )
+    ]
     lines.append("  ".join("-" * w for w in widths))
     for r in rows:
         lines.append(
-            "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+            "  ".join(
+                c.ljust(w) if i < 2 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
         )
     return "\n".join(lines)
 
@@ -132,8 +142,17 @@ def _print_result(result: engine.RunResult, db: Path, dry_run: bool) -> None:
             ]
         )
     headers = [
-        "contract", "period", "cur", "charges", "credits+bonus", "gain-share", "adjustments",
-        "amount due", "billed", "difference", "exceptions",
+        "contract",
+        "period",
+        "cur",
+        "charges",
+        "credits+bonus",
+        "gain-share",
+        "adjustments",
+        "amount due",
+        "billed",
+        "difference",
+        "exceptions",
     ]
     click.echo(_table(headers, rows))
     if result.adjustments:
@@ -145,7 +164,9 @@ def _print_result(result: engine.RunResult, db: Path, dry_run: bool) -> None:
                 f"billed in {fmt(a['billed_in_period'])} ({a['reason']})"
             )
     what = "dry run: nothing written" if dry_run else f"run {result.run_id} ({result.mode}) -> {db}"
-    click.echo(f"\n{len(result.invoices)} invoices over {result.written_months} contract-months; {what}")
+    click.echo(
+        f"\n{len(result.invoices)} invoices over {result.written_months} contract-months; {what}"
+    )
 
 
 @main.command()

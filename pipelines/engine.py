@@ -438,11 +438,18 @@ def _store(
         "ORDER BY contract_id, kind, item_id, effective_from",
         [run_id],
     )
-    for c in sorted(selected, key=lambda c: c.contract_id):
-        con.execute(
-            "INSERT INTO run_configs VALUES (?, ?, ?, ?, ?)",
-            [run_id, c.contract_id, c.file, c.sha256, c.yaml_text],
-        )
+    ordered = sorted(selected, key=lambda c: c.contract_id)
+    configs = pa.table(
+        {
+            "contract_id": [c.contract_id for c in ordered],
+            "config_file": [c.file for c in ordered],
+            "config_sha256": [c.sha256 for c in ordered],
+            "config_yaml": [c.yaml_text for c in ordered],
+        }
+    )
+    con.register("_run_configs", configs)
+    con.execute("INSERT INTO run_configs SELECT ?, * FROM _run_configs", [run_id])
+    con.unregister("_run_configs")
     config_hashes = {c.contract_id: c.sha256 for c in sorted(selected, key=lambda c: c.contract_id)}
     con.execute(
         """
