@@ -31,8 +31,7 @@ demo: setup
 	$(BIN)/settle report --period $(DEMO_MONTH) --format html --db $(DB)
 	$(BIN)/settle report --period $(DEMO_MONTH) --format xlsx --db $(DB)
 
-test: setup
-	$(BIN)/ruff check pipelines tests bench data_samples/make_samples.py
+test: lint
 	$(BIN)/pytest
 
 lint: setup

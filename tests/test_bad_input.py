@@ -171,6 +171,28 @@ CASES = [
         [f"{CFG}: service_credits.kpis[1].minimum: ", "linear credit model needs minimum"],
     ),
     Case(
+        "credit_bands_out_of_order",
+        edit_contract(
+            "credit: {model: linear}",
+            "credit: {model: bands, bands: [{worse_than: 0.08, pct: 0.5}, "
+            "{worse_than: 0.06, pct: 1.0}]}",
+        ),
+        # lower_is_better: a more severe band has a HIGHER worse_than; 0.06 after 0.08 is milder
+        [
+            f"{CFG}: service_credits.kpis[1].credit.bands[1].worse_than: ",
+            "0.06 must be worse than the previous band's 0.08 (lower_is_better)",
+        ],
+    ),
+    Case(
+        "required_kpi_missing_from_the_inputs",
+        edit_contract(
+            "      direction: lower_is_better\n",
+            "      direction: lower_is_better\n      required: true\n",
+        ),
+        # kpis/ holds abandon_rate for 2024-01 only; February is settled
+        ["required KPI values missing: abandon_rate for 2024-02 (contract ACME-01)", "kpis/"],
+    ),
+    Case(
         "gate_names_an_unknown_kpi",
         edit_contract("gates: [sl_80_20]", "gates: [sl_90_20]"),
         [f"{CFG}: gain_share.gates[0]: ", "sl_90_20 is not a KPI of this contract"],
