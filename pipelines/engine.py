@@ -212,6 +212,17 @@ def compute(con: duckdb.DuckDBPyConnection, progress: Progress = _quiet) -> None
                     + ". Add them to index_values/ (rule: every review reads its index months)."
                 ),
             )
+        if path.stem.endswith("pricing"):
+            _stop_on(
+                con,
+                "calc_missing_pricing",
+                lambda rows: (
+                    "no pricing in force: "
+                    + "; ".join(f"{r[1]} of {r[0]} from {fmt(r[2])}" for r in rows)
+                    + ". Every pricing entry that could apply was agreed after --as-known-at "
+                    "(rule: each service line has a price in force every month of the term)."
+                ),
+            )
         if path.stem.endswith("kpi_results"):
             _stop_on(
                 con,

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.config import ConfigError, load_contract, load_contracts
+from pipelines.errors import SettleError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -180,3 +181,24 @@ def test_entries_agreed_after_as_known_at_are_ignored(
         "fixed:licence": D(april_licence),
     }
     assert ws.one("SELECT as_known_at FROM settlement_runs") == dt.date.fromisoformat(known_at)
+
+
+def test_a_price_not_yet_agreed_at_the_as_known_at_date_stops_the_run(ws):
+    ws.contract(
+        """
+        contract_id: C1
+        currency: GBP
+        start: 2024-01
+        service_lines:
+          - id: voice
+            pricing:
+              - {effective_from: 2024-01, agreed_on: 2024-02-10, model: per_unit,
+                 bands: [{rate: 2.00}]}
+        """
+    )
+    ws.volumes([("C1", "voice", "2024-01", "10")])
+    with pytest.raises(SettleError, match=r"no pricing in force: voice of C1 from 2024-01"):
+        ws.settle("2024-01", as_known_at="2024-02-01")
+    # once agreed, 10 x 2.00 = 20.00
+    ws.settle("2024-01", as_known_at="2024-02-10")
+    assert ws.lines("2024-01") == {"usage:voice": D("20.00")}
