@@ -71,6 +71,11 @@ def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = 
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
+def keyed(con: duckdb.DuckDBPyConnection, key: str, sql: str, params: list) -> dict[str, Row]:
+    """rows() indexed by one column, in query order."""
+    return {r[key]: r for r in rows(con, sql, params)}
+
+
 def has_settled_figures(con: duckdb.DuckDBPyConnection) -> bool:
     found = con.execute(
         "SELECT count(*) FROM duckdb_views() WHERE view_name = 'current_invoice_lines'"
@@ -191,37 +196,31 @@ class Month:
         self.status = stands[0]["status"]
         self.run = rows(con, "SELECT * FROM settlement_runs WHERE run_id = ?", [self.run_id])[0]
         self.currency = self.lines[0]["currency"]
-        self.charges = {
-            r["line_key"]: r
-            for r in rows(
-                con,
-                "SELECT * FROM current_charge_lines WHERE contract_id = ? AND period = ?",
-                p,
-            )
-        }
+        self.charges = keyed(
+            con,
+            "line_key",
+            "SELECT * FROM current_charge_lines WHERE contract_id = ? AND period = ?",
+            p,
+        )
         self.bands = rows(
             con,
             "SELECT * FROM current_charge_bands WHERE contract_id = ? AND period = ? "
             "ORDER BY service_line_id, band",
             p,
         )
-        self.kpis = {
-            r["kpi_id"]: r
-            for r in rows(
-                con,
-                "SELECT * FROM current_kpi_results WHERE contract_id = ? AND period = ? "
-                "ORDER BY kpi_order",
-                p,
-            )
-        }
-        self.credits = {
-            r["kpi_id"]: r
-            for r in rows(
-                con,
-                "SELECT * FROM current_service_credits WHERE contract_id = ? AND period = ?",
-                p,
-            )
-        }
+        self.kpis = keyed(
+            con,
+            "kpi_id",
+            "SELECT * FROM current_kpi_results WHERE contract_id = ? AND period = ? "
+            "ORDER BY kpi_order",
+            p,
+        )
+        self.credits = keyed(
+            con,
+            "kpi_id",
+            "SELECT * FROM current_service_credits WHERE contract_id = ? AND period = ?",
+            p,
+        )
         self.month_charges = con.execute(
             "SELECT sum(amount) FROM current_invoice_lines WHERE contract_id = ? AND period = ? "
             "AND line_type IN ('usage', 'fixed_fee', 'minimum', 'surge')",
@@ -240,14 +239,12 @@ class Month:
             "WHERE a.contract_id = ? AND a.billed_in_period = ? ORDER BY a.period, a.line_key",
             p,
         )
-        self.recon = {
-            r["line_key"]: r
-            for r in rows(
-                con,
-                "SELECT * FROM current_invoice_reconciliation WHERE contract_id = ? AND period = ?",
-                p,
-            )
-        }
+        self.recon = keyed(
+            con,
+            "line_key",
+            "SELECT * FROM current_invoice_reconciliation WHERE contract_id = ? AND period = ?",
+            p,
+        )
         # the reviews the run standing for this month used, up to this month
         self.reviews = rows(
             con,
