@@ -375,6 +375,36 @@ def _type(dtype: str) -> str:
     return dtype.replace(",", ", ")
 
 
+def column_notes(schema_text: str | None = None) -> dict[str, dict[str, str]]:
+    """table -> column -> the `-- comment` on its line in sql/schema.sql (continued on lines
+    that hold only a comment)."""
+    notes: dict[str, dict[str, str]] = {}
+    table, column = None, None
+    for line in (schema_text or SCHEMA.read_text()).splitlines():
+        if m := re.match(r"CREATE TABLE IF NOT EXISTS (\w+) \(", line):
+            table, column = m.group(1), None
+            notes[table] = {}
+        elif line.startswith(")"):
+            table = None
+        elif table and (m := re.match(r"\s+(\w+) [^-]*--\s*(.*)$", line)):
+            column = m.group(1)
+            notes[table][column] = m.group(2).strip()
+        elif table and column and (m := re.match(r"\s+--\s*(.*)$", line)):
+            notes[table][column] += " " + m.group(1).strip()
+    return notes
+
+
+def _wrap(items: list[str], width: int = 100) -> list[str]:
+    lines, line = [], ""
+    for item in items:
+        if line and len(line) + 3 + len(item) > width:
+            lines.append(line + " ·")
+            line = item
+        else:
+            line = f"{line} · {item}" if line else item
+    return [*lines, line] if line else lines
+
+
 def readme_block() -> str:
     tables = declared()
     out = [
@@ -399,12 +429,16 @@ def readme_block() -> str:
         out.append(f"| `{r.name}` | {r.grain} | | |")
     out += ["", "What always adds up (checked by the tests on every settled sample):", ""]
     out += [f"- `{where}`: {text}." for where, text, _ in IDENTITIES]
+    notes = column_notes()
     for t in (*RESULT_TABLES, *RUN_TABLES):
-        cols = " · ".join(f"`{c}` {_type(d)}" for c, d in tables[t.name])
         extra = ""
         if isinstance(t, ResultTable) and t.all_months:
             extra = " Each run stores every row it computed, not only the months it settles."
-        out += ["", f"**`{t.name}`** ({t.grain}). {t.description}{extra}", "", cols]
+        out += ["", f"**`{t.name}`** ({t.grain}). {t.description}{extra}", ""]
+        out += _wrap([f"`{c}` {_type(d)}" for c, d in tables[t.name]])
+        if notes.get(t.name):
+            out.append("")
+            out += [f"- `{c}`: {note}" for c, note in notes[t.name].items()]
     out += ["", README_END]
     return "\n".join(out)
 

@@ -57,18 +57,18 @@ GROUP BY rp.contract_id, rp.period;
 CREATE TABLE IF NOT EXISTS index_factors (
     run_id BIGINT,
     contract_id VARCHAR,
-    period DATE,
+    period DATE,                        -- the review month
     index_id VARCHAR,
     weight DECIMAL(20, 6),
     reference_period DATE,
     reference_value DECIMAL(28, 6),
     previous_reference_period DATE,
     previous_reference_value DECIMAL(28, 6),
-    raw_change DECIMAL(38, 10),
-    applied_change DECIMAL(38, 10),
+    raw_change DECIMAL(38, 10),         -- index ratio - 1, before cap and floor
+    applied_change DECIMAL(38, 10),     -- after cap, floor and indexed share
     previous_factor DECIMAL(38, 10),
     unrounded_factor DECIMAL(38, 10),   -- exact product before factor_scale
-    factor DECIMAL(38, 10),
+    factor DECIMAL(38, 10),             -- rounded to factor_scale; multiplies prices
     method VARCHAR,
     cap DECIMAL(20, 6),
     floor DECIMAL(20, 6),
@@ -109,7 +109,7 @@ CREATE TABLE IF NOT EXISTS charge_lines (
     base_rate DECIMAL(38, 10),
     index_factor DECIMAL(38, 10),
     rate DECIMAL(38, 10),
-    amount_unrounded DECIMAL(38, 16),   -- exact: units x rate (+ fees), before rounding
+    amount_unrounded DECIMAL(38, 16),   -- exact, before rounding
     amount DECIMAL(38, 4),              -- rounded once, contract's mode and amount_scale
     capped BOOLEAN,
     rounding_mode VARCHAR,
@@ -125,7 +125,7 @@ CREATE TABLE IF NOT EXISTS kpi_results (
     period DATE,
     kpi_id VARCHAR,
     kpi_order INTEGER,
-    value DECIMAL(38, 10),
+    value DECIMAL(38, 10),              -- the KPI value compared with target
     numerator DECIMAL(38, 6),
     denominator DECIMAL(38, 6),
     source VARCHAR,
@@ -134,7 +134,7 @@ CREATE TABLE IF NOT EXISTS kpi_results (
     target_reason VARCHAR,
     direction VARCHAR,
     critical_below DECIMAL(20, 6),
-    status VARCHAR,
+    status VARCHAR,                     -- met | failed | excused | no_data
     met BOOLEAN,
     excused BOOLEAN,
     exclusion_reason VARCHAR,
@@ -216,9 +216,9 @@ CREATE TABLE IF NOT EXISTS gain_share (
     gate_failed BOOLEAN,
     gate_failures VARCHAR,
     gated BOOLEAN,
-    provider_amount_unrounded DECIMAL(38, 18),-- exact, before rounding
+    provider_amount_unrounded DECIMAL(38, 18),  -- exact, before rounding
     provider_amount DECIMAL(38, 4),     -- rounded once; billed on billed_period
-    outcome VARCHAR,
+    outcome VARCHAR,                    -- kind, or no_baseline | below_threshold | gated | pain_not_shared
     baseline_reason VARCHAR,
     description VARCHAR
 );
@@ -264,11 +264,11 @@ CREATE TABLE IF NOT EXISTS invoice_reconciliation (
     billed_quantity DECIMAL(28, 6),
     billed_rate DECIMAL(28, 8),
     billed_amount DECIMAL(38, 4),
-    difference DECIMAL(38, 4),
-    status VARCHAR,
+    difference DECIMAL(38, 4),          -- billed - expected (a missing side is 0)
+    status VARCHAR,                     -- match | over_billed | under_billed | not_billed | unexpected
     rate_variance DECIMAL(38, 4),
     volume_variance DECIMAL(38, 4),
-    other_variance DECIMAL(38, 4)
+    other_variance DECIMAL(38, 4)       -- difference - rate - volume variance
 );
 
 CREATE TABLE IF NOT EXISTS invoice_lines (
