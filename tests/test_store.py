@@ -131,15 +131,40 @@ def test_undeclared_and_mistyped_columns_stop_the_run_and_write_nothing(ws, sql_
     # the declaration lacks `capped` and says `units` is text: the calc table gives more
     _mutate(sql_copy / "schema.sql", "    capped BOOLEAN,\n", "")
     _mutate(sql_copy / "schema.sql", "units DECIMAL(38, 12)", "units VARCHAR")
+    _mutate(
+        sql_copy / "schema.sql",
+        "    sort_order INTEGER\n",
+        "    sort_order INTEGER,\n    bogus DATE\n",
+    )
     with pytest.raises(SettleError) as err:
         ws.settle("2024-01")
     message = str(err.value)
     assert message.startswith("charge_lines: the columns of calc_charge_lines do not match")
+    assert "missing: bogus" in message
     assert "not declared: capped BOOLEAN" in message
     assert "wrong type: units is DECIMAL(38,12), declared VARCHAR" in message
     assert "sql/schema.sql" in message and "Nothing was written." in message
     with duckdb.connect(str(ws.db), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM duckdb_tables()").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("source", "declared", "fits"),
+    [
+        ("DECIMAL(20,6)", "DECIMAL(38,6)", True),  # more digits, same places: every value
+        ("DECIMAL(38,10)", "DECIMAL(38,4)", None),  # fewer places: only if no value uses them
+        ("DECIMAL(38,4)", "DECIMAL(20,6)", None),  # fewer integer digits: the values tell
+        ("INTEGER", "BIGINT", True),
+        ("BIGINT", "INTEGER", False),
+        ("INTEGER", "DECIMAL(38,4)", None),
+        ("DOUBLE", "DECIMAL(38,4)", False),
+        ("DECIMAL(38,4)", "DOUBLE", False),
+        ("DATE", "VARCHAR", False),
+        ('"NULL"', "DATE", True),
+    ],
+)
+def test_which_types_a_declared_column_accepts(source, declared, fits):
+    assert store._fits(source, declared) is fits
 
 
 def test_a_value_the_declared_type_cannot_hold_stops_the_run(ws, sql_copy):
