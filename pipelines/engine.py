@@ -37,7 +37,7 @@ import pyarrow as pa
 from . import __version__, checks
 from .config import LoadedContract, load_contracts
 from .errors import SettleError
-from .inputs import InputSet, read_inputs
+from .inputs import InputSet, kpi_kinds_table, read_inputs
 from .interactions import check_interactions, register_interactions
 from .periods import fmt, month_range
 from .terms import build_tables
@@ -129,6 +129,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 def register_terms(con: duckdb.DuckDBPyConnection, contracts: list[LoadedContract]) -> None:
     for name, table in build_tables(contracts).items():
         _register(con, name, table)
+    _register(con, "cfg_kpi_kinds", kpi_kinds_table(contracts))
 
 
 def register_inputs(con: duckdb.DuckDBPyConnection, inputs: InputSet) -> None:
