@@ -156,7 +156,9 @@ def failure(con: duckdb.DuckDBPyConnection, check: Check, params: dict | None = 
     first = dict(zip(columns, rows[0], strict=True))
     column = first.get("_column") or check.column or _rule_column(check.rule)
     column_text = f"column {column}: " if column else ""
-    shown = "; ".join(_describe(columns, row) for row in rows)
+    shown = "; ".join(
+        _describe(columns, row, shown_file if len(files) > 1 else None) for row in rows
+    )
     message = f"{where}: {column_text}{total} row(s) break the rule '{check.rule}'; first: {shown}."
     if check.hint:
         message += f" {check.hint.rstrip('.')}."
@@ -174,14 +176,16 @@ def show(column: str, value: object) -> str:
     # a month is shown as its month, unless the day is the problem
     if isinstance(value, dt.datetime):
         return value.isoformat(sep=" ")
-    if isinstance(value, dt.date) and "period" in column and value.day == 1:
+    if isinstance(value, dt.date) and ("period" in column or "month" in column) and value.day == 1:
         return fmt(value)
     return str(value)
 
 
-def _describe(columns: list[str], row: tuple) -> str:
+def _describe(columns: list[str], row: tuple, with_file: Callable[[str], str] | None) -> str:
     values = dict(zip(columns, row, strict=True))
     head = f"row {values['_row']} " if values.get("_row") is not None else ""
+    if with_file and values.get("_file"):
+        head = f"{with_file(values['_file'])} {head}"
     if "_detail" in values:
         return f"{head}({values['_detail']})"
     body = ", ".join(f"{k}={show(k, v)}" for k, v in values.items() if not k.startswith("_"))

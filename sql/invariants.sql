@@ -5,6 +5,7 @@
 
 -- name: invoice_adds_up
 -- stage: stored
+-- where: invoice_lines of the run
 -- rule: per contract-month, the invoice's charge, credit, gain-share and adjustment lines equal the totals of charge_lines, service_credits, gain_share and adjustments, and the amount due equals the reconciliation's expected total
 -- column: amount
 WITH months AS (
@@ -57,6 +58,7 @@ ORDER BY contract_id, period, part;
 
 -- name: credits_within_cap
 -- stage: stored
+-- where: service_credits of the run
 -- rule: per contract-month with a cap, the credits add up to no more than the monthly cap (plus the half unit of the last place that rounding the cap allows), and exactly to the rounded cap when capped
 -- column: amount
 WITH months AS (
@@ -77,6 +79,7 @@ ORDER BY contract_id, period;
 
 -- name: rounded_splits_add_up
 -- stage: stored
+-- where: service_credits of the run
 -- rule: a month's credits split from one rounded total (a capped month, a points regime) add up to that total exactly
 -- column: amount
 SELECT contract_id AS contract, period AS month, any_value(split_total) AS "rounded total",
@@ -88,6 +91,7 @@ ORDER BY contract_id, period;
 
 -- name: gain_share_within_cap
 -- stage: stored
+-- where: gain_share of the run
 -- rule: a gain-share window's provider amount lies within its cap (the rounded amount within the cap plus half a unit of its last place)
 -- column: provider_amount
 SELECT g.contract_id AS contract, g.window_start, g.window_end, g.provider_amount_unrounded,
