@@ -21,16 +21,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import cli, engine
-from tests.test_bad_input import (  # noqa: F401 - fixtures
-    GOOD,
-    Case,
-    add_volumes,
-    argv,
-    check_error,
-    edit_contract,
-    good,
-    settled,
-)
+from tests import test_bad_input as base
+from tests.test_bad_input import GOOD, Case, add_volumes, argv, check_error, edit_contract
+
+# the settled workspace of test_bad_input, as fixtures of this module too
+settled = base.settled
+good = base.good
 
 VOL = "data/volumes/bad.parquet"
 KPI = "data/kpis/bad.parquet"
