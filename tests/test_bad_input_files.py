@@ -236,6 +236,19 @@ CASES = [
             "value=0.040000, kind=count)",
         ],
     ),
+    Case(
+        "share_kpi_with_a_target_of_80",
+        edit_contract(
+            "      target: 0.05\n      minimum: 0.10\n",
+            "      target: 80\n      minimum: 90\n      kind: share\n",
+        ),
+        [
+            "contracts_config/acme.yaml: column target: 1 row(s) break the rule 'a KPI's targets "
+            "lie in the range of its kind (a share KPI's from 0 to 1)'",
+            "(contract_id=ACME-01, kpi_id=abandon_rate, target_from=2024-01",
+            "kind=share)",
+        ],
+    ),
     # ---- time zones are refused in every folder
     Case(
         "exclusion_window_with_a_time_zone",
