@@ -125,26 +125,26 @@ def run(
             raise SettleError(message)
 
 
-def _execute(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None):
+def _execute(con: duckdb.DuckDBPyConnection, check: Check, sql: str, params: dict | None):
     used = {k: v for k, v in (params or {}).items() if f"${k}" in sql}
     try:
         return con.execute(sql, used) if used else con.execute(sql)
     except duckdb.Error as exc:
-        raise SettleError(f"a check's SQL failed: {exc}") from exc
+        raise SettleError(f"check {check.name}: its SQL failed: {exc}") from exc
 
 
 def failure(con: duckdb.DuckDBPyConnection, check: Check, params: dict | None = None) -> str:
     """The error paragraph of a broken check, or '' when it holds."""
-    if check.precheck and not _execute(con, check.precheck, params).fetchone()[0]:
+    if check.precheck and not _execute(con, check, check.precheck, params).fetchone()[0]:
         return ""
-    cur = _execute(con, check.sql, params)
+    cur = _execute(con, check, check.sql, params)
     columns = [d[0] for d in cur.description]
     rows = cur.fetchmany(SHOWN_ROWS)
     if not rows:
         return ""
     file_list = ", list(DISTINCT _file ORDER BY _file)" if "_file" in columns else ""
     counted = f"SELECT count(*){file_list} FROM ({check.sql})"
-    total, *files = _execute(con, counted, params).fetchone()
+    total, *files = _execute(con, check, counted, params).fetchone()
     shown_file = check.show_file or str
     files = [shown_file(f) for f in (files[0] if files else []) if f is not None]
     if files:

@@ -147,7 +147,12 @@ def _register(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Non
 
 def all_checks() -> list[checks.Check]:
     """Every declared check, from the SQL folder the engine runs."""
-    return checks.load(SQL_DIR)
+    declared = checks.load(SQL_DIR)
+    stages = {"inputs", "stored", *(step_name(p) for p in sql_files())}
+    unknown = sorted({f"{c.name} ({c.stage})" for c in declared if c.stage not in stages})
+    if unknown:  # a typo would silently never run
+        raise SettleError(f"checks with an unknown stage: {', '.join(unknown)}")
+    return declared
 
 
 def check_input_rules(con: duckdb.DuckDBPyConnection) -> None:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import cli, engine
+from pipelines import checks, cli, engine
 from tests import test_bad_input as base
 from tests.test_bad_input import GOOD, Case, add_volumes, argv, check_error, edit_contract
 
@@ -387,3 +387,33 @@ def test_the_invariants_hold_on_a_good_run(good):
             assert con.execute(check.sql, {"run_id": run_id}).fetchall() == []
     finally:
         con.close()
+
+
+# --------------------------------------------------------------------------- the declarations
+
+
+def test_every_check_is_declared_once_with_its_rule_and_a_known_stage():
+    declared = engine.all_checks()  # raises on a stage that names no step
+    names = [c.name for c in declared]
+    assert len(names) == len(set(names))
+    assert all(c.rule and c.sql.lstrip().upper().startswith(("SELECT", "WITH")) for c in declared)
+    by_stage = {c.name: c.stage for c in declared}
+    assert by_stage["index_values_present"] == "indexation"
+    assert by_stage["required_kpis_present"] == "kpi_results"
+    assert by_stage["invoice_adds_up"] == "stored"
+    assert by_stage["exclusions_in_term"] == "inputs"
+
+
+def test_a_check_block_is_parsed_from_its_headers():
+    [check] = checks.parse(
+        "-- a file comment\n\n"
+        "-- name: demo\n-- stage: pricing\n-- rule: units must be even\n-- hint: Fix it.\n"
+        "-- a comment inside the block\nSELECT 1 AS x\nWHERE false;\n"
+    )
+    assert check == checks.Check(
+        name="demo",
+        rule="units must be even",
+        sql="SELECT 1 AS x\nWHERE false",
+        stage="pricing",
+        hint="Fix it.",
+    )
