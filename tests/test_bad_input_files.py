@@ -322,11 +322,16 @@ def test_bad_input_file_is_refused_and_every_table_is_unchanged(good, case, monk
 
 def test_units_at_the_declared_bound_settle_without_overflow(good):
     good.volumes([("ACME-01", "voice", "2024-02", "10000000000")], "feb.parquet")
-    good.kpis([("ACME-01", "abandon_rate", "2024-02", "0.04")], "feb.parquet")
+    # abandon_rate 0.08 fails its 0.05 target: a linear credit at the bound too
+    good.kpis([("ACME-01", "abandon_rate", "2024-02", "0.08")], "feb.parquet")
     good.settle("2024-02")
+    lines = good.lines("2024-02")
     # graduated: 50,000 x 2.40 + 30,000 x 2.10 + (10,000,000,000 - 80,000) x 1.90
     #          = 120,000 + 63,000 + 18,999,848,000 = 19,000,031,000.00 (no review before April)
-    assert good.lines("2024-02")["usage:voice"] == Decimal("19000031000.00")
+    assert lines["usage:voice"] == Decimal("19000031000.00")
+    # at risk 10% x allocation 40% x severity (0.08 - 0.05) / (0.10 - 0.05) = 0.6
+    # = 19,000,031,000 x 0.024 = 456,000,744.00, credited
+    assert lines["credit:abandon_rate"] == Decimal("-456000744.00")
 
 
 def test_a_share_kpi_without_kind_defaults_to_share_and_a_score_to_score(good):
