@@ -21,6 +21,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import pandera.polars as pa
 import polars as pl
 import pyarrow as arrow
@@ -251,6 +252,21 @@ def check_parquet_footer(path: Path, name: str) -> None:
         raise SettleError(
             f"{name}: not a readable Parquet file ({_first_line(exc)}) (rule: readable Parquet)."
         ) from None
+
+
+def unreadable_file(con: duckdb.DuckDBPyConnection, files: list[str], show) -> str | None:
+    """After a scan over many files failed: the error naming the first file whose every column
+    cannot be decoded (a footer can be intact over corrupt pages), or None if each file reads."""
+    for file in files:
+        literal = "'" + file.replace("'", "''") + "'"
+        try:
+            con.execute(f"SELECT max(hash(COLUMNS(*))) FROM read_parquet({literal})").fetchall()
+        except duckdb.Error as exc:
+            return (
+                f"{show(file)}: not a readable Parquet file ({_first_line(exc)}) "
+                "(rule: readable Parquet)."
+            )
+    return None
 
 
 def _first_line(exc: Exception) -> str:

@@ -26,6 +26,7 @@ import duckdb
 from .checks import Check
 from .checks import run as run_checks
 from .errors import SettleError
+from .inputs import unreadable_file
 
 SQL_FILE = Path(__file__).resolve().parent.parent / "sql" / "interactions.sql"
 
@@ -186,7 +187,10 @@ def register_interactions(con: duckdb.DuckDBPyConnection, files: list[str]) -> N
         try:
             con.execute(sql)
         except duckdb.Error as exc:
-            raise SettleError(f"interactions/: the files could not be read: {exc}") from None
+            named = unreadable_file(con, files, _shown)
+            raise SettleError(
+                named or f"interactions/: the files could not be read: {exc}"
+            ) from None
 
 
 _HIVE_PERIOD = re.compile(r"(?:^|/)period=(\d{4})-(\d{2})(?:-01)?/")

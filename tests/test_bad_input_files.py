@@ -80,7 +80,27 @@ def _valid_then_truncated(path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
 
 
+def _corrupt_pages(path: Path) -> None:
+    """A valid footer (names and types of interaction columns) over scrambled data pages."""
+    n = 5000
+    table = pa.table(
+        {
+            "contract_id": pa.array(["ACME-01"] * n),
+            "service_line_id": pa.array(["voice"] * n),
+            "arrived_at": pa.array([T + dt.timedelta(seconds=i) for i in range(n)]),
+            "handle_s": pa.array([(i * 7919) % 100_000 for i in range(n)], pa.int32()),
+        }
+    )
+    pq.write_table(table, path)
+    data = bytearray(path.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little") + 8
+    for i in range(4, len(data) - footer):
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
 UNREADABLE = {
+    "corrupt_pages": _corrupt_pages,
     "truncated": _valid_then_truncated,
     "zero_byte": lambda path: path.write_bytes(b""),
     "csv_renamed": lambda path: path.write_text("contract_id,units\nACME-01,5\n"),
