@@ -289,6 +289,43 @@ CASES = [
         ],
     ),
     Case(
+        "interactions_with_a_time_zone",
+        write_parquet(
+            "interactions",
+            {
+                "contract_id": pa.array(["ACME-01"]),
+                "service_line_id": pa.array(["voice"]),
+                "arrived_at": pa.array([T], pa.timestamp("us", tz="UTC")),
+            },
+        ),
+        [
+            "data/interactions/bad.parquet: column arrived_at is a timestamp with a time zone",
+            "(rule: column type)",
+        ],
+    ),
+    Case(
+        "index_value_above_its_range",
+        lambda ws: ws.index_values(
+            [("UK_CPI", "2023-10", "100"), ("UK_CPI", "2024-01", "1000000.000001")]
+        ),
+        [
+            "data/index_values/part.parquet: column value: 1 row(s)",
+            "'value <= 1000000'",
+            "row 1 (index_id=UK_CPI, period=2024-01, value=1000000.000001)",
+        ],
+    ),
+    Case(
+        "provider_amount_above_its_range",
+        lambda ws: ws.vendor_invoices(
+            [("ACME-01", "2024-02", "INV-1", "usage:voice", None, None, None, "10000000000000.01")]
+        ),
+        [
+            "data/vendor_invoices/part.parquet: column amount: 1 row(s)",
+            "'amount <= 10000000000000'",
+            "amount=10000000000000.0100",
+        ],
+    ),
+    Case(
         "exclusion_outside_the_contract_term",
         lambda ws: ws.write("exclusions", [("ACME-01", None, "2025-03", "strike")], "bad.parquet"),
         [
