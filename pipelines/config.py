@@ -246,6 +246,15 @@ class Kpi(Strict):
     no_data: Literal["no_data", "fail"] = "no_data"
     required: bool = False
     measure: Measure | None = None
+    # what the KPI's input values are, which bounds them (inputs.KPI_KINDS); see value_kind
+    kind: Literal["share", "seconds", "count", "score"] | None = None
+
+    @property
+    def value_kind(self) -> str:
+        """The kind given, else share when every target lies in [0, 1], else score."""
+        if self.kind:
+            return self.kind
+        return "share" if all(0 <= t.value <= 1 for t in self.target) else "score"
 
 
 class PointsStep(Strict):

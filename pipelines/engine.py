@@ -27,17 +27,17 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-from . import __version__, store
+from . import __version__, checks, store
 from .config import LoadedContract, load_contracts
 from .errors import SettleError
-from .inputs import InputSet, read_inputs
+from .inputs import InputSet, kpi_kinds_table, read_inputs
 from .interactions import check_interactions, register_interactions
 from .periods import fmt, month_range
 from .terms import build_tables
@@ -101,6 +101,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 def register_terms(con: duckdb.DuckDBPyConnection, contracts: list[LoadedContract]) -> None:
     for name, table in build_tables(contracts).items():
         _register(con, name, table)
+    _register(con, "cfg_kpi_kinds", kpi_kinds_table(contracts))
 
 
 def register_inputs(con: duckdb.DuckDBPyConnection, inputs: InputSet) -> None:
@@ -116,97 +117,46 @@ def _register(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Non
     con.unregister(view)
 
 
+def all_checks() -> list[checks.Check]:
+    """Every declared check, from the SQL folder the engine runs."""
+    declared = checks.load(SQL_DIR)
+    stages = {"inputs", "stored", *(step_name(p) for p in sql_files())}
+    unknown = sorted({f"{c.name} ({c.stage})" for c in declared if c.stage not in stages})
+    if unknown:  # a typo would silently never run
+        raise SettleError(f"checks with an unknown stage: {', '.join(unknown)}")
+    return declared
+
+
 def check_input_rules(con: duckdb.DuckDBPyConnection) -> None:
-    """Referential rules between inputs and contracts (sql/input_rules.sql), then interactions."""
-    for name, rule, query in _rules():
-        rows = con.execute(query).fetchall()
-        if rows:
-            cols = [d[0] for d in con.description]
-            total = con.execute(f"SELECT count(*) FROM ({query})").fetchone()[0]
-            shown = "; ".join(_describe(cols, row) for row in rows[:3])
-            files = sorted({row[cols.index("_file")] for row in rows if "_file" in cols})
-            where = ", ".join(files) if files else name
-            column = _rule_column(rule)
-            raise SettleError(
-                f"{where}: {column}{total} row(s) break the rule '{rule.rstrip('.')}'; "
-                f"first: {shown}."
-            )
+    """The checks of the inputs stage (sql/input_rules.sql), then the interactions' row rules."""
+    checks.run(con, checks.at(all_checks(), "inputs"))
     # interactions last: their one scan also counts what the measured KPIs need
     check_interactions(con)
 
 
-def _rule_column(rule: str) -> str:
-    match = re.match(r"^(\w+) ", rule)
-    return f"column {match.group(1)}: " if match else ""
+def step_name(path: Path) -> str:
+    """`indexation` for sql/03_indexation.sql: the stage name checks run after."""
+    return path.stem.split("_", 1)[1]
 
 
-def _describe(cols: list[str], row: tuple) -> str:
-    values = dict(zip(cols, row, strict=True))
-    head = f"row {values.pop('_row')}" if "_row" in values else "row"
-    values.pop("_file", None)
-    body = ", ".join(
-        f"{k}={fmt(v) if isinstance(v, dt.date) and 'period' in k and v.day == 1 else v}"
-        for k, v in values.items()
-    )
-    return f"{head} ({body})"
-
-
-def _rules() -> Iterable[tuple[str, str, str]]:
-    text = (SQL_DIR / "input_rules.sql").read_text()
-    for block in re.split(r"\n(?=-- name: )", text):
-        match = re.match(r"-- name: (\S+)\n-- rule: ([^\n]+)\n(.*)", block.strip(), re.S)
-        if match:
-            yield match.group(1), match.group(2), match.group(3).strip().rstrip(";")
-
-
-def _stop_on(con: duckdb.DuckDBPyConnection, table: str, message: Callable[[list], str]) -> None:
-    rows = con.execute(f"SELECT * FROM {table} LIMIT 5").fetchall()
-    if rows:
-        raise SettleError(message(rows))
-
-
-def compute(con: duckdb.DuckDBPyConnection, progress: Progress = _quiet) -> None:
-    """Run the settlement SQL over the registered terms, inputs and run scope."""
+def compute(
+    con: duckdb.DuckDBPyConnection,
+    progress: Progress = _quiet,
+    until: str | None = None,
+    after_step: Callable[[str], None] | None = None,
+) -> None:
+    """Run the settlement SQL over the registered terms, inputs and run scope, each step followed
+    by the checks of its stage (sql/run_stops.sql); with `until`, stop after that step."""
+    declared = all_checks()
     for path in sql_files():
         started = time.perf_counter()
         run_script(con, path)
         progress(f"  {path.stem:<16} {time.perf_counter() - started:6.2f}s")
-        if path.stem.endswith("indexation"):
-            _stop_on(
-                con,
-                "calc_missing_index_values",
-                lambda rows: (
-                    "index values missing: "
-                    + "; ".join(
-                        f"{r[1]} for {fmt(r[2])} (contract {r[0]}, review {fmt(r[3])})"
-                        for r in rows
-                    )
-                    + ". Add them to index_values/ (rule: every review reads its index months)."
-                ),
-            )
-        if path.stem.endswith("pricing"):
-            _stop_on(
-                con,
-                "calc_missing_pricing",
-                lambda rows: (
-                    "no pricing in force: "
-                    + "; ".join(f"{r[1]} of {r[0]} from {fmt(r[2])}" for r in rows)
-                    + ". Every pricing entry that could apply was agreed after --as-known-at "
-                    "(rule: each service line has a price in force every month of the term)."
-                ),
-            )
-        if path.stem.endswith("kpi_results"):
-            _stop_on(
-                con,
-                "calc_missing_required_kpis",
-                lambda rows: (
-                    "required KPI values missing: "
-                    + "; ".join(f"{r[1]} for {fmt(r[2])} (contract {r[0]})" for r in rows)
-                    + ". Add the rows to kpis/ (or, for a KPI with a measure, the month's "
-                    "interactions/) (rule: a KPI with required: true has a value every "
-                    "settled month)."
-                ),
-            )
+        if after_step:
+            after_step(step_name(path))
+        checks.run(con, checks.at(declared, step_name(path)))
+        if step_name(path) == until:
+            return
 
 
 # --------------------------------------------------------------------------- entry points
@@ -226,8 +176,25 @@ def load(contracts_dir: Path, data_dir: Path, contract_ids: set[str] | None = No
     return contracts, inputs
 
 
+# `settle validate` computes up to here (no money) so that it stops on what a run would stop on
+VALIDATED_THROUGH = "kpi_results"
+
+# validate's scope: every contract from its start to its last month with volumes (a month a run
+# could settle); months after it are not checked for index values or required KPIs
+_VALIDATION_SCOPE = """
+DELETE FROM calc_months m
+WHERE m.period > coalesce(
+    (SELECT max(v.period) FROM in_volumes v WHERE v.contract_id = m.contract_id),
+    DATE '0001-01-01');
+CREATE OR REPLACE TEMP TABLE calc_writes AS
+SELECT contract_id, period FROM calc_months WHERE writes;
+"""
+
+
 def check_references(contracts: list[LoadedContract], inputs: InputSet) -> None:
-    """The referential rules between loaded inputs and contracts, on an in-memory database."""
+    """Every check that needs no settlement, on an in-memory database: the inputs against the
+    contracts, then the steps through the KPI results for every month the volumes cover, each
+    followed by its checks (an index value or a required KPI a run would miss)."""
     con = duckdb.connect()
     try:
         ensure_schema(con)
@@ -235,6 +202,25 @@ def check_references(contracts: list[LoadedContract], inputs: InputSet) -> None:
         register_terms(con, contracts)
         register_inputs(con, inputs)
         check_input_rules(con)
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE run_params AS SELECT "
+            "(SELECT min(start_period) FROM cfg_contracts) AS period_from, "
+            "coalesce((SELECT max(period) FROM in_volumes), "
+            "(SELECT min(start_period) FROM cfg_contracts)) AS period_to, "
+            "?::DATE AS as_known_at, 'settle'::VARCHAR AS mode",
+            [FAR_FUTURE],
+        )
+        _register(
+            con,
+            "run_contracts",
+            pa.table({"contract_id": pa.array([c.contract_id for c in contracts], pa.string())}),
+        )
+
+        def scope(step: str) -> None:
+            if step == "calendar":
+                con.execute(_VALIDATION_SCOPE)
+
+        compute(con, until=VALIDATED_THROUGH, after_step=scope)
     finally:
         con.close()
 
@@ -373,6 +359,8 @@ def settle(
         next_run = "SELECT coalesce(max(run_id), 0) + 1 FROM settlement_runs"
         run_id = con.execute(next_run).fetchone()[0]
         _store(con, run_id, mode, request, contracts, selected, inputs, started_at)
+        # a figure that contradicts another fails the run before it commits
+        checks.run(con, checks.at(all_checks(), "stored"), {"run_id": run_id})
         result = _summarise(con, run_id, mode, written)
     if request.dry_run:
         result.run_id = None

@@ -17,11 +17,15 @@ import datetime as dt
 import hashlib
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import pandera.polars as pa
 import polars as pl
+import pyarrow as arrow
+import pyarrow.parquet as pq
 
 from .errors import SettleError
 from .periods import fmt
@@ -35,6 +39,14 @@ DEC6 = pl.Decimal(28, 6)
 DEC8 = pl.Decimal(28, 8)
 DEC4 = pl.Decimal(28, 4)
 TS = pl.Datetime("us")
+
+
+def _wide(dtype: pl.DataType) -> pl.DataType:
+    """Validation reads decimals at width 38 (any value a Parquet decimal128 holds at the column's
+    scale), so that an out-of-range value is reported by its range rule, with its rows, before
+    the column is narrowed to width 28 (safe: every declared range fits it)."""
+    return pl.Decimal(38, dtype.scale) if isinstance(dtype, pl.Decimal) else dtype
+
 
 # folder -> column -> (dtype, required column, nullable)
 COLUMNS: dict[str, dict[str, tuple[pl.DataType, bool, bool]]] = {
@@ -78,6 +90,53 @@ COLUMNS: dict[str, dict[str, tuple[pl.DataType, bool, bool]]] = {
     },
 }
 
+# Declared ranges of the numeric columns (inclusive; index values must be above 0). They keep every
+# product the settlement SQL forms inside DECIMAL(38): units x rates x index factors, numerators
+# against targets x denominators, amounts summed over a portfolio. A KPI value is further bounded
+# by its KPI's kind (sql/input_rules.sql, kpis_value_in_kind_range).
+UNITS_MAX = 10**10
+RANGES: dict[str, dict[str, tuple[int, int]]] = {
+    "volumes": {"units": (0, UNITS_MAX), "forecast_units": (0, UNITS_MAX)},
+    "kpis": {
+        "value": (-UNITS_MAX, UNITS_MAX),
+        "numerator": (0, UNITS_MAX),
+        "denominator": (0, UNITS_MAX),
+    },
+    "index_values": {"value": (0, 10**6)},
+    "vendor_invoices": {
+        "quantity": (0, UNITS_MAX),
+        "rate": (-(10**6), 10**6),
+        "amount": (-(10**13), 10**13),
+    },
+}
+# columns whose lower bound is excluded (an index value of 0 would divide by zero)
+ABOVE_LOW = {("index_values", "value")}
+
+# KPI kind -> (smallest, largest, whole numbers only) input value
+KPI_KINDS: dict[str, tuple[int, int, bool]] = {
+    "share": (0, 1, False),
+    "seconds": (0, 10**7, False),
+    "count": (0, UNITS_MAX, True),
+    "score": (-UNITS_MAX, UNITS_MAX, False),
+}
+
+
+def kpi_kinds_table(contracts: list) -> arrow.Table:
+    """cfg_kpi_kinds: each KPI's kind and the range of its input values."""
+    rows = [
+        (c.contract_id, k.id, k.value_kind, *KPI_KINDS[k.value_kind])
+        for c in contracts
+        for k in (c.terms.service_credits.kpis if c.terms.service_credits else [])
+    ]
+    columns = zip(*rows, strict=True) if rows else [[]] * 6
+    types = [arrow.string(), arrow.string(), arrow.string()]
+    types += [arrow.decimal128(38, 0), arrow.decimal128(38, 0), arrow.bool_()]
+    names = ["contract_id", "kpi_id", "kind", "low", "high", "whole"]
+    return arrow.table(
+        {n: arrow.array(list(v), t) for n, v, t in zip(names, columns, types, strict=True)}
+    )
+
+
 KEYS = {
     "volumes": ["contract_id", "service_line_id", "period"],
     "kpis": ["contract_id", "kpi_id", "period"],
@@ -97,13 +156,13 @@ def _schema(folder: str) -> pa.DataFrameSchema:
         checks = []
         if name == "period":
             checks.append(_first_of_month)
-        if name in {"units", "forecast_units", "numerator", "denominator", "quantity"}:
-            checks.append(pa.Check.ge(0))
-        if name == "value" and folder == "index_values":
-            checks.append(pa.Check.gt(0))
+        if name in RANGES.get(folder, {}):
+            low, high = RANGES[folder][name]
+            above = (folder, name) in ABOVE_LOW
+            checks += [pa.Check.gt(low) if above else pa.Check.ge(low), pa.Check.le(high)]
         if name in {"contract_id", "service_line_id", "kpi_id", "index_id", "line_key"}:
             checks.append(pa.Check.str_length(min_value=1))
-        columns[name] = pa.Column(dtype, checks=checks, nullable=nullable)
+        columns[name] = pa.Column(_wide(dtype), checks=checks, nullable=nullable)
     checks = []
     if folder == "exclusions":
         checks.append(
@@ -132,16 +191,87 @@ class InputSet:
 # --------------------------------------------------------------------------- reading
 
 
-def _files(folder: Path) -> list[Path]:
-    return sorted(folder.rglob("*.parquet")) if folder.is_dir() else []
+_HIVE_PART = re.compile(r"period=(\d{4})-(\d{2})(?:-01)?")
 
 
-def _hive_period(path: Path, root: Path) -> dt.date | None:
+def _files(folder: Path, data_dir: Path) -> list[Path]:
+    """The folder's *.parquet files, each checked to be a regular file (a directory, FIFO, socket
+    or dangling symlink named *.parquet is refused without ever being opened: a FIFO would block)
+    in folders whose `period=` names are months."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.rglob("*.parquet")):
+        name = shown_name(path, data_dir)
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:
+            raise SettleError(
+                f"{name}: not a readable Parquet file ({exc.strerror or exc}) "
+                "(rule: readable Parquet)."
+            ) from None
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise SettleError(
+                f"{name}: not a readable Parquet file ({kind}) (rule: readable Parquet)."
+            )
+        _hive_period(path, folder, name)
+        found.append(path)
+    return found
+
+
+def shown_name(path: Path, data_dir: Path) -> str:
+    """A file as errors name it: from the data folder's name on."""
+    root = data_dir.parent
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def _hive_period(path: Path, root: Path, name: str = "") -> dt.date | None:
+    """The month of the file's `period=YYYY-MM/` folder, if any; a `period=` folder that is not a
+    month (`period=2025-13`, `period=July`) is refused."""
+    found = None
     for part in path.relative_to(root).parts[:-1]:
-        match = re.fullmatch(r"period=(\d{4})-(\d{2})(?:-01)?", part)
-        if match:
-            return dt.date(int(match.group(1)), int(match.group(2)), 1)
+        if not part.startswith("period="):
+            continue
+        match = _HIVE_PART.fullmatch(part)
+        if not match or not 1 <= int(match.group(2)) <= 12:
+            raise SettleError(
+                f"{name or path}: folder {part} is not a month; a partition folder is named "
+                "period=YYYY-MM (rule: hive partition)."
+            )
+        found = dt.date(int(match.group(1)), int(match.group(2)), 1)
+    return found
+
+
+def check_parquet_footer(path: Path, name: str) -> None:
+    """Read only the footer: a truncated, empty or non-Parquet file is refused by name before
+    DuckDB scans it."""
+    try:
+        pq.read_metadata(path)
+    except Exception as exc:  # noqa: BLE001 - any failure to parse the footer means unreadable
+        raise SettleError(
+            f"{name}: not a readable Parquet file ({_first_line(exc)}) (rule: readable Parquet)."
+        ) from None
+
+
+def unreadable_file(con: duckdb.DuckDBPyConnection, files: list[str], show) -> str | None:
+    """After a scan over many files failed: the error naming the first file whose every column
+    cannot be decoded (a footer can be intact over corrupt pages), or None if each file reads."""
+    for file in files:
+        literal = "'" + file.replace("'", "''") + "'"
+        try:
+            con.execute(f"SELECT max(hash(COLUMNS(*))) FROM read_parquet({literal})").fetchall()
+        except duckdb.Error as exc:
+            return (
+                f"{show(file)}: not a readable Parquet file ({_first_line(exc)}) "
+                "(rule: readable Parquet)."
+            )
     return None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
 
 
 def sha256_file(path: Path) -> str:
@@ -176,27 +306,40 @@ def _cast_column(series: pl.Series, target: pl.DataType, file: str) -> pl.Series
             source, pl.Categorical | pl.Enum
         ):
             reason = f"is {source}, expected text"
-    elif isinstance(target, pl.Datetime) and not (
-        isinstance(source, pl.Datetime) or source == pl.Null
-    ):
-        reason = f"is {source}, expected a timestamp"
+    elif isinstance(target, pl.Datetime):
+        if isinstance(source, pl.Datetime) and source.time_zone is not None:
+            # converting would shift every window by the offset; the local time is the rule
+            reason = (
+                f"is a timestamp with a time zone ({source.time_zone}); give the contact "
+                "centre's local time without one (the local month decides the period)"
+            )
+        elif not (isinstance(source, pl.Datetime) or source == pl.Null):
+            reason = f"is {source}, expected a timestamp"
     if reason:
         raise SettleError(f"{file}: column {name} {reason} (rule: column type).")
-    return series.cast(target)
+    cast = series.cast(target, strict=False)
+    if isinstance(target, pl.Decimal):
+        # a value with more digits than DECIMAL(38) holds at the column's scale: out of range
+        lost = (cast.is_null() & series.is_not_null()).arg_true().to_list()
+        if lost:
+            shown = "; ".join(f"row {i} ({name}={series[i]})" for i in lost[:3])
+            raise SettleError(
+                f"{file}: column {name}: {len(lost)} row(s) break the rule '{name} must fit "
+                f"DECIMAL(38, {target.scale}) and its declared range'; first: {shown}."
+            )
+    return cast
 
 
 def _read_file(path: Path, root: Path, folder: str, data_dir: Path) -> pl.DataFrame:
-    name = (
-        str(path.relative_to(data_dir.parent))
-        if path.is_relative_to(data_dir.parent)
-        else str(path)
-    )
+    name = shown_name(path, data_dir)
     try:
         frame = pl.read_parquet(path)
-    except Exception as exc:  # a corrupt or non-Parquet file
-        raise SettleError(f"{name}: not a readable Parquet file ({exc}).") from None
+    except Exception as exc:  # noqa: BLE001 - a corrupt or non-Parquet file
+        raise SettleError(
+            f"{name}: not a readable Parquet file ({_first_line(exc)}) (rule: readable Parquet)."
+        ) from None
     spec = COLUMNS[folder]
-    hive = _hive_period(path, root)
+    hive = _hive_period(path, root, name)
     if "period" not in frame.columns and hive is not None:
         frame = frame.with_columns(pl.lit(hive, dtype=pl.Date).alias("period"))
     unknown = [c for c in frame.columns if c not in spec]
@@ -211,9 +354,9 @@ def _read_file(path: Path, root: Path, folder: str, data_dir: Path) -> pl.DataFr
     columns = []
     for column, (dtype, _, _) in spec.items():
         if column in frame.columns:
-            columns.append(_cast_column(frame[column], dtype, name))
+            columns.append(_cast_column(frame[column], _wide(dtype), name))
         else:
-            columns.append(pl.Series(column, [None] * frame.height, dtype=dtype))
+            columns.append(pl.Series(column, [None] * frame.height, dtype=_wide(dtype)))
     out = pl.DataFrame(columns)
     if hive is not None:
         bad = out.filter(pl.col("period") != hive)
@@ -297,14 +440,14 @@ def _validate(folder: str, frame: pl.DataFrame) -> None:
 def read_inputs(data_dir: Path) -> InputSet:
     if not data_dir.is_dir():
         raise SettleError(f"{data_dir}: data folder not found")
-    if not _files(data_dir / "volumes"):
+    if not _files(data_dir / "volumes", data_dir):
         raise SettleError(f"{data_dir / 'volumes'}: no Parquet files; volumes/ is required")
     frames: dict[str, pl.DataFrame] = {}
     hashes: dict[str, str] = {}
     for folder, spec in COLUMNS.items():
         root = data_dir / folder
         parts = []
-        for path in _files(root):
+        for path in _files(root, data_dir):
             parts.append(_read_file(path, root, folder, data_dir))
             hashes[str(path.relative_to(data_dir))] = sha256_file(path)
         if parts:
@@ -312,15 +455,19 @@ def read_inputs(data_dir: Path) -> InputSet:
         else:
             frame = pl.DataFrame(
                 schema={
-                    **{c: t for c, (t, _, _) in spec.items()},
+                    **{c: _wide(t) for c, (t, _, _) in spec.items()},
                     "_file": pl.String,
                     "_row": pl.Int64,
                 }
             )
         _validate(folder, frame)
-        frames[folder] = frame
-    interaction_files = _files(data_dir / "interactions")
+        # narrowed only now: every value passed its declared range, which width 28 holds
+        frames[folder] = frame.with_columns(
+            pl.col(c).cast(t) for c, (t, _, _) in spec.items() if isinstance(t, pl.Decimal)
+        )
+    interaction_files = _files(data_dir / "interactions", data_dir)
     for path in interaction_files:
+        check_parquet_footer(path, shown_name(path, data_dir))
         hashes[str(path.relative_to(data_dir))] = sha256_file(path)
     return InputSet(
         data_dir=data_dir,

@@ -23,7 +23,10 @@ from pathlib import Path
 
 import duckdb
 
+from .checks import Check
+from .checks import run as run_checks
 from .errors import SettleError
+from .inputs import unreadable_file
 
 SQL_FILE = Path(__file__).resolve().parent.parent / "sql" / "interactions.sql"
 
@@ -184,7 +187,10 @@ def register_interactions(con: duckdb.DuckDBPyConnection, files: list[str]) -> N
         try:
             con.execute(sql)
         except duckdb.Error as exc:
-            raise SettleError(f"interactions/: the files could not be read: {exc}") from None
+            named = unreadable_file(con, files, _shown)
+            raise SettleError(
+                named or f"interactions/: the files could not be read: {exc}"
+            ) from None
 
 
 _HIVE_PERIOD = re.compile(r"(?:^|/)period=(\d{4})-(\d{2})(?:-01)?/")
@@ -359,71 +365,58 @@ RULES: tuple[Rule, ...] = (
 )  # fmt: skip
 
 
-def _value(value: object) -> str:
-    if isinstance(value, dt.datetime):
-        return value.isoformat(sep=" ")
-    return str(value)
+_NAMES = (
+    "interactions_cast", "interactions_arrived_at_given", "interactions_contract_known",
+    "interactions_service_line_known", "interactions_one_outcome", "interactions_answered_after",
+    "interactions_abandoned_after", "interactions_handle_s_range", "interactions_csat_range",
+    "interactions_in_term",
+)  # fmt: skip
 
 
-def _explain(con: duckdb.DuckDBPyConnection, rule: Rule) -> str | None:
-    """The error for a rule whose group test fired: files, count and the first offending rows."""
-    source = (
-        "FROM in_interactions i LEFT JOIN cfg_contracts c ON c.contract_id = i.contract_id "
-        f"WHERE {rule.broken_rows}"
-    )
-    total, files = con.execute(
-        f"SELECT count(*), list(DISTINCT i._file ORDER BY i._file) {source}"
-    ).fetchone()
-    if not total:
-        return None
-    columns = ", ".join(f"i.{c}" for c in rule.shown)
-    rows = con.execute(
-        f"SELECT i._row, {columns} {source} ORDER BY i._file, i._row LIMIT 3"
-    ).fetchall()
-    shown = []
-    for row_number, *values in rows:
+def row_checks() -> list[Check]:
+    """Every row rule as a named check: the group test on the scan's counts is the precheck, so
+    the files are read again only to name the offending rows of a broken rule."""
+    out = []
+    for name, rule in zip(_NAMES, RULES, strict=True):
+        source = (
+            "FROM in_interactions i LEFT JOIN cfg_contracts c ON c.contract_id = i.contract_id "
+            f"WHERE {rule.broken_rows}"
+        )
         if rule.shown == ("_cast_error",):
-            body = str(values[0])
+            # the column is the one the failing value came from
+            select = "split_part(i._cast_error, ' ', 1) AS _column, i._cast_error AS _detail"
         else:
-            body = ", ".join(f"{c}={_value(v)}" for c, v in zip(rule.shown, values, strict=True))
-        shown.append(f"row {row_number} ({body})")
-    column = rule.column
-    if not column:  # the cast rule: the column is the one the first failing value came from
-        column = str(rows[0][1]).split(" ", 1)[0]
-    named = ", ".join(_shown(f) for f in files[:3]) + (
-        f" and {len(files) - 3} more file(s)" if len(files) > 3 else ""
-    )
-    return (
-        f"{named}: column {column}: {total} row(s) break the rule '{rule.text}'; "
-        f"first: {'; '.join(shown)}."
-    )
+            select = ", ".join(f"i.{c}" for c in rule.shown)
+        out.append(
+            Check(
+                name=name,
+                rule=rule.text,
+                sql=f"SELECT i._file AS _file, i._row AS _row, {select} {source} "
+                "ORDER BY i._file, i._row",
+                column=rule.column,
+                precheck="SELECT count(*) FROM calc_interaction_counts g LEFT JOIN cfg_contracts c "
+                f"ON c.contract_id = g.contract_id WHERE {rule.broken_groups}",
+                show_file=_shown,
+            )
+        )
+    return out
 
 
 def check_interactions(con: duckdb.DuckDBPyConnection) -> None:
-    """Every row rule, tested on the counts of the scan; the files are read again only to name
-    the offending rows of a broken rule. Raises SettleError naming the file(s), the column, the
-    rule and the first offending rows."""
-    for rule in RULES:
-        fired = con.execute(
-            "SELECT count(*) FROM calc_interaction_counts g "
-            f"LEFT JOIN cfg_contracts c ON c.contract_id = g.contract_id WHERE {rule.broken_groups}"
-        ).fetchone()[0]
-        if fired:
-            message = _explain(con, rule)
-            if message:
-                raise SettleError(message)
-    _check_hive_folders(con)
+    """Every row rule, then the hive folder rule, through the one check runner."""
+    run_checks(con, row_checks())
+    run_checks(con, _hive_folder_checks(con))
 
 
-def _check_hive_folders(con: duckdb.DuckDBPyConnection) -> None:
+def _hive_folder_checks(con: duckdb.DuckDBPyConnection) -> list[Check]:
     """A file in a `period=YYYY-MM/` folder holds only interactions that arrived in that month
     (as the other inputs' hive rule). The footers' exact min/max of arrived_at prove it without
-    reading the rows; only a file they do not clear is read."""
+    reading the rows; a check is made for each file they do not clear."""
     foldered = [r[0] for r in con.execute(
         "SELECT file FROM in_interaction_files WHERE period IS NOT NULL ORDER BY file"
     ).fetchall()]  # fmt: skip
     if not foldered:
-        return
+        return []
     listing = ", ".join(_sql_text(f) for f in foldered)
     unproven = con.execute(
         f"""
@@ -440,17 +433,16 @@ def _check_hive_folders(con: duckdb.DuckDBPyConnection) -> None:
         ORDER BY f.file
         """
     ).fetchall()
-    for file, period in unproven:
-        rows = con.execute(
-            "SELECT _row, arrived_at, count(*) OVER () FROM in_interactions "
-            "WHERE _file = ? AND date_trunc('month', arrived_at) IS DISTINCT FROM ? "
-            "ORDER BY _row LIMIT 3",
-            [file, period],
-        ).fetchall()
-        if rows:
-            shown = "; ".join(f"row {r[0]} (arrived_at={_value(r[1])})" for r in rows)
-            raise SettleError(
-                f"{_shown(file)}: column arrived_at: {rows[0][2]} row(s) break the rule "
-                f"'arrived_at must fall in the month of its folder period={period:%Y-%m}'; "
-                f"first: {shown}."
-            )
+    return [
+        Check(
+            name="interactions_in_folder_month",
+            rule=f"arrived_at must fall in the month of its folder period={period:%Y-%m}",
+            sql="SELECT _file, _row, arrived_at FROM in_interactions "
+            f"WHERE _file = {_sql_text(file)} AND date_trunc('month', arrived_at) "
+            f"IS DISTINCT FROM DATE '{period:%Y-%m-%d}' "
+            "ORDER BY _row",
+            column="arrived_at",
+            show_file=_shown,
+        )
+        for file, period in unproven
+    ]

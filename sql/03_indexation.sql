@@ -33,15 +33,6 @@ CROSS JOIN LATERAL (
 ) r
 WHERE i.first_review <= l.last_period;
 
--- Index values a review needs but the inputs do not have: the engine stops on any row here.
-CREATE OR REPLACE TEMP TABLE calc_missing_index_values AS
-SELECT DISTINCT r.contract_id, w.index_id, needed.period, r.review_period
-FROM calc_reviews r
-JOIN cfg_index_weights w USING (contract_id)
-CROSS JOIN LATERAL (SELECT unnest([r.reference_period, r.previous_reference_period]) AS period) needed
-LEFT JOIN in_index_values v ON v.index_id = w.index_id AND v.period = needed.period
-WHERE v.index_id IS NULL;
-
 CREATE OR REPLACE TEMP TABLE calc_index_changes AS
 SELECT
     r.contract_id, r.n, r.review_period, w.index_id, w.weight,

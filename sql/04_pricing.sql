@@ -17,18 +17,6 @@ ASOF JOIN (
    AND p.service_line_id = sl.service_line_id
    AND m.period >= p.effective_from;
 
--- Service-line months with no price in force: only possible when --as-known-at predates the
--- agreement of a line's first pricing entry. The engine stops on any row here.
-CREATE OR REPLACE TEMP TABLE calc_missing_pricing AS
-SELECT m.contract_id, sl.service_line_id, min(m.period) AS period
-FROM calc_months m
-JOIN cfg_service_lines sl USING (contract_id)
-LEFT JOIN calc_pricing_in_force p
-  ON p.contract_id = m.contract_id AND p.service_line_id = sl.service_line_id
- AND p.period = m.period
-WHERE p.contract_id IS NULL
-GROUP BY m.contract_id, sl.service_line_id;
-
 CREATE OR REPLACE TEMP TABLE calc_line_months AS
 SELECT
     p.contract_id, p.service_line_id, p.period,

@@ -1,8 +1,6 @@
 -- Grain of calc_kpi_results: one row per contract, KPI and month of calc_months (the whole history
 -- from the contract start, so runs of failures and earn-back windows can reach back before the
 -- months being settled).
--- Grain of calc_missing_required_kpis: one row per contract, required KPI and month this run writes
--- that has no value (the engine stops and names them).
 --
 -- SPEC 4: a KPI fails in a month when it is worse than the target in force (strictly below for
 -- higher_is_better, strictly above for lower_is_better). A month excused by `exclusions` neither
@@ -123,11 +121,3 @@ SELECT
     ) AS critical
 FROM counted
 ORDER BY contract_id, period, kpi_order;
-
-CREATE OR REPLACE TEMP TABLE calc_missing_required_kpis AS
-SELECT r.contract_id, r.kpi_id, r.period
-FROM calc_kpi_results r
-JOIN cfg_kpis k USING (contract_id, kpi_id)
-JOIN calc_writes w USING (contract_id, period)
-WHERE k.required AND r.value IS NULL AND NOT r.excused
-ORDER BY r.contract_id, r.kpi_id, r.period;

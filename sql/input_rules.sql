@@ -35,6 +35,24 @@ SELECT _file, _row, k.contract_id, k.kpi_id, k.period FROM in_kpis k
 JOIN cfg_kpis c USING (contract_id, kpi_id) WHERE c.measured
 ORDER BY _file, _row;
 
+-- name: kpi_targets_in_kind_range
+-- rule: a KPI's targets lie in the range of its kind (a share KPI's from 0 to 1)
+-- column: target
+SELECT c.config_file AS _file, t.contract_id, t.kpi_id, t.effective_from AS target_from, t.target,
+       r.kind
+FROM cfg_kpi_targets t
+JOIN cfg_kpi_kinds r USING (contract_id, kpi_id)
+JOIN cfg_contracts c USING (contract_id)
+WHERE t.target < r.low OR t.target > r.high
+ORDER BY c.config_file, t.contract_id, t.kpi_id, t.effective_from;
+
+-- name: kpis_value_in_kind_range
+-- rule: value must lie in the range of its KPI's kind (share: 0 to 1; seconds: 0 to 10,000,000; count: a whole number from 0; score: within 10,000,000,000 either side of 0)
+SELECT k._file, k._row, k.contract_id, k.kpi_id, k.period, k.value, r.kind
+FROM in_kpis k JOIN cfg_kpi_kinds r USING (contract_id, kpi_id)
+WHERE k.value < r.low OR k.value > r.high OR (r.whole AND k.value <> floor(k.value))
+ORDER BY _file, _row;
+
 -- name: kpis_in_term
 -- rule: period must lie inside the contract term (start..end).
 SELECT _file, _row, k.contract_id, k.kpi_id, k.period FROM in_kpis k JOIN cfg_contracts c USING (contract_id)
@@ -62,6 +80,13 @@ SELECT _file, _row, contract_id, kpi_id, period, starts_at, ends_at FROM in_excl
 WHERE (starts_at IS NULL) <> (ends_at IS NULL)
    OR (starts_at IS NOT NULL AND (date_trunc('month', starts_at)::DATE <> period
                                   OR ends_at > (period + INTERVAL 1 MONTH)))
+ORDER BY _file, _row;
+
+-- name: exclusions_in_term
+-- rule: period must lie inside the contract term (start..end).
+SELECT e._file, e._row, e.contract_id, e.kpi_id, e.period, c.start_period, c.end_period
+FROM in_exclusions e JOIN cfg_contracts c USING (contract_id)
+WHERE e.period < c.start_period OR e.period > coalesce(c.end_period, DATE '9999-12-01')
 ORDER BY _file, _row;
 
 -- name: vendor_invoices_known

@@ -190,7 +190,12 @@ CASES = [
             "      direction: lower_is_better\n      required: true\n",
         ),
         # kpis/ holds abandon_rate for 2024-01 only; February is settled
-        ["required KPI values missing: abandon_rate for 2024-02 (contract ACME-01)", "kpis/"],
+        [
+            "kpis/: column value: 1 row(s) break the rule 'a KPI with required: true has a value "
+            "every settled month'; first: (contract_id=ACME-01, kpi_id=abandon_rate, "
+            "period=2024-02)",
+            "Add the rows to kpis/",
+        ],
     ),
     Case(
         "gate_names_an_unknown_kpi",
@@ -314,7 +319,12 @@ CASES = [
         "missing_index_value_for_a_review",
         # the April 2024 review reads UK_CPI for 2024-01 (lag 3); drop it
         lambda ws: ws.index_values([("UK_CPI", "2023-10", "100")]),
-        ["index values missing: UK_CPI for 2024-01", "review 2024-04", "index_values/"],
+        [
+            "index_values/: column value: 1 row(s) break the rule 'every indexation review reads "
+            "the index value of its reference months'; first: (contract_id=ACME-01, "
+            "index_id=UK_CPI, period=2024-01, review_period=2024-04)",
+            "Add the missing rows to index_values/",
+        ],
         period="2024-04",
     ),
     # ---- the same checks through `settle validate`

@@ -197,7 +197,12 @@ def test_a_price_not_yet_agreed_at_the_as_known_at_date_stops_the_run(ws):
         """
     )
     ws.volumes([("C1", "voice", "2024-01", "10")])
-    with pytest.raises(SettleError, match=r"no pricing in force: voice of C1 from 2024-01"):
+    with pytest.raises(
+        SettleError,
+        match=r"column pricing: 1 row\(s\) break the rule 'each service line has a price in force "
+        r"every month of the term'; first: "
+        r"\(contract_id=C1, service_line_id=voice, period=2024-01\)",
+    ):
         ws.settle("2024-01", as_known_at="2024-02-01")
     # once agreed, 10 x 2.00 = 20.00
     ws.settle("2024-01", as_known_at="2024-02-10")

@@ -265,7 +265,7 @@ def test_missing_required_kpi_stops_the_run(ws):
     ws.kpis([("C1", "report", "2024-01", "1.0")])
     # Feb is excused (nothing to report), March is simply missing
     ws.exclusions([("C1", "report", "2024-02", "agreed holiday")])
-    with pytest.raises(SettleError, match=r"required KPI values missing: report for 2024-03"):
+    with pytest.raises(SettleError, match=r"kpi_id=report, period=2024-03\)"):
         ws.settle("2024-01", "2024-03")
 
 

@@ -291,5 +291,5 @@ def test_missing_index_value_names_the_index_and_month(ws):
     ws.contract(contract(chained()))
     volumes(ws, "2025-01")
     ws.index_values([("UK_CPI", "2023-10", "100")])
-    with pytest.raises(SettleError, match=r"UK_CPI for 2024-10"):
+    with pytest.raises(SettleError, match=r"index_id=UK_CPI, period=2024-10"):
         ws.settle("2025-01")

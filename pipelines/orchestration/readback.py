@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 import duckdb
 
-from .. import engine
+from .. import checks, engine
 from .display import money, table
 
 Con = duckdb.DuckDBPyConnection
@@ -215,71 +215,10 @@ def summary(con: Con, name: str, result: engine.RunResult, months: str) -> dict[
 
 # --------------------------------------------------------------------------- output checks
 
-# Per contract-month of the run: each group of invoice lines against the table it came from, and
-# the invoice total against the reconciliation's expected total. Every row returned is a mismatch.
-INVOICE_ADDS_UP = """
-WITH months AS (
-    SELECT contract_id, period FROM run_periods WHERE run_id = $run_id
-),
-invoice AS (
-    SELECT contract_id, period, amount_due, charges, credits, gain_share, adjustments
-    FROM invoice_summary WHERE run_id = $run_id
-),
-sources AS (
-    SELECT m.contract_id, m.period,
-        (SELECT coalesce(sum(amount), 0) FROM charge_lines c
-         WHERE c.run_id = $run_id AND c.contract_id = m.contract_id AND c.period = m.period)
-            AS charges,
-        -(SELECT coalesce(sum(amount), 0) FROM service_credits s
-          WHERE s.run_id = $run_id AND s.contract_id = m.contract_id AND s.period = m.period)
-            AS credits,
-        (SELECT coalesce(sum(provider_amount), 0) FROM gain_share g
-         WHERE g.run_id = $run_id AND g.contract_id = m.contract_id
-           AND g.billed_period = m.period) AS gain_share,
-        (SELECT coalesce(sum(delta), 0) FROM adjustments a
-         WHERE a.run_id = $run_id AND a.contract_id = m.contract_id
-           AND a.billed_in_period = m.period) AS adjustments,
-        (SELECT coalesce(sum(expected_amount), 0) FROM invoice_reconciliation r
-         WHERE r.run_id = $run_id AND r.contract_id = m.contract_id AND r.period = m.period)
-            AS amount_due
-    FROM months m
-),
-compared AS (
-    SELECT s.contract_id, s.period, part, invoiced, source
-    FROM sources s LEFT JOIN invoice i USING (contract_id, period),
-    LATERAL (VALUES
-        ('charges (charge_lines)', coalesce(i.charges, 0), s.charges),
-        ('credits (service_credits)', coalesce(i.credits, 0), s.credits),
-        ('gain-share (gain_share)', coalesce(i.gain_share, 0), s.gain_share),
-        ('adjustments (adjustments)', coalesce(i.adjustments, 0), s.adjustments),
-        ('amount due (invoice_reconciliation expected)', coalesce(i.amount_due, 0), s.amount_due)
-    ) AS p(part, invoiced, source)
-)
-SELECT contract_id AS contract, period AS month, part, invoiced AS "on the invoice",
-       source AS "in its table", invoiced - source AS difference
-FROM compared WHERE invoiced <> source
-ORDER BY contract_id, period, part
-"""
-
-# Per contract-month with a cap: the credits may exceed the exact cap by at most the half unit of
-# the last place that rounding the cap adds, and a capped month adds up to the rounded cap exactly.
-CREDITS_WITHIN_CAP = """
-WITH months AS (
-    SELECT contract_id, period, sum(amount) AS credits, any_value(cap_amount) AS cap,
-           any_value(amount_scale) AS scale, bool_or(capped) AS capped,
-           any_value(split_total) FILTER (WHERE capped) AS rounded_cap
-    FROM service_credits WHERE run_id = $run_id GROUP BY contract_id, period
-)
-SELECT contract_id AS contract, period AS month, credits, cap, rounded_cap AS "rounded cap",
-       CASE WHEN credits > cap + half_unit THEN 'credits above the cap'
-            ELSE 'capped credits do not add up to the rounded cap' END AS problem
-FROM months,
-     -- half a unit of the amount scale, as an exact decimal (amount_scale is 0..4)
-     LATERAL (SELECT CASE scale WHEN 0 THEN 0.5 WHEN 1 THEN 0.05 WHEN 2 THEN 0.005
-                                WHEN 3 THEN 0.0005 ELSE 0.00005 END AS half_unit)
-WHERE cap IS NOT NULL AND (credits > cap + half_unit OR (capped AND credits <> rounded_cap))
-ORDER BY contract_id, period
-"""
+# The engine's invariants (sql/invariants.sql): the run already failed if any returned rows;
+# shown here so the asset page says what was checked.
+INVOICE_ADDS_UP = checks.named(engine.all_checks(), "invoice_adds_up").sql
+CREDITS_WITHIN_CAP = checks.named(engine.all_checks(), "credits_within_cap").sql
 
 CRITICAL = """
 SELECT contract_id AS contract, period AS month, kpi_id AS kpi, value, critical_below

@@ -25,13 +25,17 @@ CHECKS: dict[str, tuple[str, str]] = {
     ),
     "inputs": (
         "input_schemas",
-        "Every Parquet input passes its Pandera schema (pipelines/inputs.py): columns, types, "
-        "nullability, ranges and unique keys; the file, column, rule and first offending rows.",
+        "Every Parquet input is a readable file in a valid period= folder and passes its Pandera "
+        "schema (pipelines/inputs.py): columns, types (no time zones), nullability, declared "
+        "ranges and unique keys; the file, column, rule and first offending rows.",
     ),
     "references": (
         "input_references",
-        "Inputs name known contracts, service lines and KPIs, inside the contract term "
-        "(sql/input_rules.sql); the first broken rule with its rows.",
+        "Every check that needs no settlement (pipelines/checks.py): inputs name known contracts, "
+        "service lines and KPIs inside the contract term, KPI values in their kind's range "
+        "(sql/input_rules.sql), interaction rows (pipelines/interactions.py), and what the steps "
+        "through the KPI results need from the inputs: index values, required KPIs "
+        "(sql/run_stops.sql); the first broken check with its rows.",
     ),
 }
 
