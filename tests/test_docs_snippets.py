@@ -1,0 +1,107 @@
+"""docs/inputs.md's CSV-to-Parquet snippets, run as written, and `settle validate` on their output.
+
+The CSV, the DuckDB SQL and the Polars code are read from the page (the fenced block after each
+`<!-- snippet: NAME -->` marker), so the test breaks when the page drifts from what works.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PAGE = REPO / "docs" / "inputs.md"
+SETTLE = Path(sys.executable).with_name("settle")
+
+
+def snippet(name: str) -> str:
+    text = PAGE.read_text()
+    match = re.search(rf"<!-- snippet: {name} -->\n```\w*\n(.*?)```", text, re.S)
+    assert match, f"docs/inputs.md has no snippet {name!r}"
+    return match.group(1)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The samples' other folders plus the page's CSV; volumes/ comes from the snippet alone."""
+    shutil.copytree(
+        REPO / "data_samples",
+        tmp_path / "data",
+        ignore=shutil.ignore_patterns("*.py", "volumes"),
+    )
+    (tmp_path / "volumes_2025-12.csv").write_text(snippet("csv"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def validate(workdir: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SETTLE_")}
+    return subprocess.run(
+        [str(SETTLE), "validate", "--contracts", str(REPO / "contracts_config"), "--data", "data"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def written(workdir: Path) -> list[tuple]:
+    path = workdir / "data" / "volumes" / "period=2025-12" / "volumes.parquet"
+    # the folder name is not a column here: the file's own period column is checked
+    source = f"read_parquet('{path}', hive_partitioning = false)"
+    with duckdb.connect() as con:
+        types = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+        rows = con.execute(f"SELECT * FROM {source} ORDER BY service_line_id DESC").fetchall()
+    assert {name: dtype for name, dtype, *_ in types} == {
+        "contract_id": "VARCHAR",
+        "service_line_id": "VARCHAR",
+        "period": "DATE",
+        "units": "DECIMAL(18,6)",
+        "forecast_units": "DECIMAL(18,6)",
+    }
+    return [(r[1], r[3], r[4]) for r in rows]
+
+
+# the CSV's figures, digit for digit; chat's empty forecast is null
+EXPECTED = [
+    ("voice", Decimal("41250.000000"), Decimal("39800.500000")),
+    ("chat", Decimal("18020.000000"), None),
+]
+
+
+def test_duckdb_snippet_writes_decimal_parquet_that_validates(workdir):
+    (workdir / "data" / "volumes" / "period=2025-12").mkdir(parents=True)
+    duckdb.sql(snippet("duckdb"))
+    assert written(workdir) == EXPECTED
+    result = validate(workdir)
+    assert result.returncode == 0, result.stderr
+    assert "error" not in result.stderr
+
+
+def test_polars_snippet_writes_decimal_parquet_that_validates(workdir):
+    exec(compile(snippet("polars"), "docs/inputs.md", "exec"), {})
+    assert written(workdir) == EXPECTED
+    result = validate(workdir)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_naive_conversion_is_refused_as_the_page_says(workdir):
+    (workdir / "data" / "volumes").mkdir()
+    duckdb.sql(
+        "COPY (SELECT * FROM read_csv('volumes_2025-12.csv')) "
+        "TO 'data/volumes/naive.parquet' (FORMAT parquet)"
+    )
+    result = validate(workdir)
+    assert result.returncode == 1
+    message = result.stderr.strip().splitlines()[-1]
+    assert message in PAGE.read_text()
+    assert "forecast_units is a float" in message
