@@ -105,3 +105,47 @@ def test_the_naive_conversion_is_refused_as_the_page_says(workdir):
     message = result.stderr.strip().splitlines()[-1]
     assert message in PAGE.read_text()
     assert "forecast_units is a float" in message
+
+
+# --------------------------------------------------------------------------- docs/contracts.md
+
+CONTRACTS_PAGE = REPO / "docs" / "contracts.md"
+
+
+@pytest.mark.parametrize("name", ["minimal", "full", "points"])
+def test_the_example_contracts_load(name, tmp_path):
+    from pipelines.config import load_contract
+
+    text = CONTRACTS_PAGE.read_text()
+    match = re.search(rf"<!-- contract: {name} -->\n```yaml\n(.*?)```", text, re.S)
+    assert match, f"docs/contracts.md has no contract {name!r}"
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(match.group(1))
+    contract = load_contract(path).terms
+    assert contract.contract_id.startswith("EXAMPLE-")
+
+
+def test_every_contract_key_has_an_entry():
+    """Every key the contract model accepts, at any depth, is named in docs/contracts.md."""
+    from pydantic import BaseModel
+
+    from pipelines.config import Contract
+
+    def keys(model: type[BaseModel], seen: set[type]) -> set[str]:
+        out: set[str] = set()
+        for name, field in model.model_fields.items():
+            out.add(name)
+            pending = [field.annotation]
+            while pending:
+                kind = pending.pop()
+                if isinstance(kind, type) and issubclass(kind, BaseModel):
+                    if kind not in seen:
+                        seen.add(kind)
+                        out |= keys(kind, seen)
+                else:
+                    pending.extend(getattr(kind, "__args__", ()))
+        return out
+
+    text = CONTRACTS_PAGE.read_text()
+    undocumented = sorted(k for k in keys(Contract, set()) if f"`{k}`" not in text)
+    assert not undocumented, f"keys without an entry in docs/contracts.md: {undocumented}"
