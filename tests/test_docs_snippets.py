@@ -149,3 +149,29 @@ def test_every_contract_key_has_an_entry():
     text = CONTRACTS_PAGE.read_text()
     undocumented = sorted(k for k in keys(Contract, set()) if f"`{k}`" not in text)
     assert not undocumented, f"keys without an entry in docs/contracts.md: {undocumented}"
+
+
+@pytest.mark.parametrize(
+    "bands",
+    [
+        # the third band repeats the second's up_to
+        "[{up_to: 50000, rate: 2.40}, {up_to: 80000, rate: 2.10}, {up_to: 80000, rate: 2.00},"
+        " {rate: 1.90}]",
+        "[{rte: 2.40}]",  # a misspelt key
+    ],
+)
+def test_the_error_messages_shown_are_the_loaders(bands, tmp_path):
+    from pipelines.config import ConfigError, load_contract
+
+    model = "per_unit" if "rte" in bands else "graduated"
+    folder = tmp_path / "contracts_config"
+    folder.mkdir()
+    path = folder / "acme.yaml"
+    path.write_text(
+        "contract_id: EXAMPLE-01\ncurrency: GBP\nstart: 2025-01\nservice_lines:\n"
+        f"  - id: voice\n    pricing:\n      - effective_from: 2025-01\n        model: {model}\n"
+        f"        bands: {bands}\n"
+    )
+    with pytest.raises(ConfigError) as error:
+        load_contract(path, tmp_path)
+    assert f"error: {error.value}\n" in CONTRACTS_PAGE.read_text()
