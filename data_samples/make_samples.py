@@ -45,6 +45,10 @@ FABRIKAM-TELCO-01 (telco, GBP, half_even)
   abandon_rate: fails 2024-10, 2025-06 (worse than the 0.12 minimum), 2025-07 (repeat).
   fcr: fails 2024-02 (worse than no band), 2025-06 (second band); bonus 2024-12, 2025-09,
     2025-12; not 2025-11 (sl_80_20 failed).
+Vendor invoices: each is what the contract said was due when the provider issued it (see
+  settle_expected): up to 2025-06 as known at the 2025-07-10 month-end, so ACME's June 2025 bills
+  the Q2 gain-share at the pre-rebase baseline (9,640.25); from 2025-07 as known today, so ACME's
+  July bills the restated Q2 as an adjustment (-17,560.07). Then the discrepancies below.
 """
 
 from __future__ import annotations
@@ -749,7 +753,15 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def settle_expected(data_dir: Path) -> polars.DataFrame:
-    """The engine's own invoice lines for every sample month: the provider copies them."""
+    """The engine's invoice lines for every sample month, as known when the provider issued them.
+
+    The provider copies what the contract said was due when it invoiced. Months up to 2025-06
+    were invoiced and closed at the 2025-07-10 month-end, before the gain-share rebasing (agreed
+    2025-08-20, effective 2025-04) was known: their lines, June's Q2 gain-share included, are
+    settled as known on that date. The July 2025 invoice was issued after the rebasing was agreed,
+    so from July on the lines are today's, and July carries the restated Q2 as an adjustment.
+    This is the month-end history `make demo` replays.
+    """
     import datetime as dt
     import sys
     import tempfile
@@ -760,12 +772,19 @@ def settle_expected(data_dir: Path) -> polars.DataFrame:
     sys.path.insert(0, str(HERE.parent))
     from pipelines import engine
 
+    contracts = HERE.parent / "contracts_config"
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "expected.duckdb"
-        request = engine.RunRequest(dt.date(2024, 1, 1), dt.date(2025, 12, 1))
-        engine.settle(HERE.parent / "contracts_config", data_dir, db, request)
+        closed = engine.RunRequest(
+            dt.date(2024, 1, 1), dt.date(2025, 6, 1), as_known_at=dt.date(2025, 7, 10)
+        )
+        engine.settle(contracts, data_dir, db, closed)
+        engine.close(db, dt.date(2024, 1, 1), to=dt.date(2025, 6, 1))
+        engine.settle(
+            contracts, data_dir, db, engine.RunRequest(dt.date(2025, 7, 1), dt.date(2025, 12, 1))
+        )
         with duckdb.connect(str(db), read_only=True) as con:
-            arrow = con.execute(
+            arrow = con.sql(
                 "SELECT contract_id, period, line_key, description, quantity, rate, amount "
                 "FROM current_invoice_lines ORDER BY contract_id, period, line_key"
             ).to_arrow_table()
