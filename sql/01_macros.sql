@@ -45,32 +45,37 @@ CREATE OR REPLACE TEMP MACRO muldiv_floor(x, p, q) AS
     (abs(x) // abs(q)) * abs(p) + ((abs(x) % abs(q)) * abs(p)) // abs(q);
 CREATE OR REPLACE TEMP MACRO muldiv_rem(x, p, q) AS ((abs(x) % abs(q)) * abs(p)) % abs(q);
 
--- The integer x x p / (q x m) rounded once by `mode` (as int_div_round), for a product of terms
--- over a quotient: x is the product of the terms in units of 10^-k, p / q the exact quotient and
--- m = 10^(k - scale), so the result counts units of the last place. With F + r / |q| =
--- |x p / q| (muldiv_floor, muldiv_rem) and F = u m + w, the part below the last place is
--- (w + r / |q|) / m: above one half when 2w > m, or 2w = m and r > 0, or 2w = m - 1 and
--- 2r > |q|; exactly one half when 2w = m and r = 0, or 2w = m - 1 and 2r = |q|.
+-- The magnitude (f + r / q) / m rounded once to an integer by `mode` (as int_div_round), for an
+-- exact value held as a floor f >= 0 and a remainder 0 <= r < q below its unit; m = 10^k moves
+-- the unit to the last place kept, and `positive` says which way 'ceiling' goes. With f = u m + w
+-- the part below the last place is (w + r / q) / m: above one half when 2w > m, or 2w = m and
+-- r > 0, or 2w = m - 1 and 2r > q; exactly one half when 2w = m and r = 0, or 2w = m - 1 and
+-- 2r = q. No product of f with anything is formed, so nothing can overflow.
+CREATE OR REPLACE TEMP MACRO round_floor_rem(f, r, q, m, mode, positive) AS
+    f // m + CASE
+        WHEN f % m = 0 AND r = 0 THEN 0
+        WHEN mode = 'down' THEN 0
+        WHEN mode = 'ceiling' THEN CASE WHEN positive THEN 1 ELSE 0 END
+        WHEN 2 * (f % m) > m
+          OR (2 * (f % m) = m AND r > 0)
+          OR (2 * (f % m) = m - 1 AND 2 * r > q) THEN 1
+        WHEN (2 * (f % m) = m AND r = 0) OR (2 * (f % m) = m - 1 AND 2 * r = q)
+            THEN CASE WHEN mode = 'half_even' AND (f // m) % 2 = 0 THEN 0 ELSE 1 END
+        ELSE 0
+    END;
+
+-- The integer x x p / (q x m) rounded once by `mode`, for a product of terms over a quotient: x
+-- is the product of the terms in units of 10^-k, p / q the exact quotient and m = 10^(k - scale),
+-- so the result counts units of the last place.
 CREATE OR REPLACE TEMP MACRO muldiv_round(x, p, q, m, mode) AS
-    sign(x) * sign(p) * sign(q) * (
-        muldiv_floor(x, p, q) // m + CASE
-            WHEN muldiv_floor(x, p, q) % m = 0 AND muldiv_rem(x, p, q) = 0 THEN 0
-            WHEN mode = 'down' THEN 0
-            WHEN mode = 'ceiling' THEN CASE WHEN sign(x) * sign(p) * sign(q) > 0 THEN 1 ELSE 0 END
-            WHEN 2 * (muldiv_floor(x, p, q) % m) > m
-              OR (2 * (muldiv_floor(x, p, q) % m) = m AND muldiv_rem(x, p, q) > 0)
-              OR (2 * (muldiv_floor(x, p, q) % m) = m - 1
-                  AND 2 * muldiv_rem(x, p, q) > abs(q)) THEN 1
-            WHEN (2 * (muldiv_floor(x, p, q) % m) = m AND muldiv_rem(x, p, q) = 0)
-              OR (2 * (muldiv_floor(x, p, q) % m) = m - 1
-                  AND 2 * muldiv_rem(x, p, q) = abs(q))
-                THEN CASE
-                    WHEN mode = 'half_even' AND (muldiv_floor(x, p, q) // m) % 2 = 0 THEN 0
-                    ELSE 1
-                END
-            ELSE 0
-        END
-    );
+    sign(x) * sign(p) * sign(q) * round_floor_rem(
+        muldiv_floor(x, p, q), muldiv_rem(x, p, q), abs(q), m, mode,
+        sign(x) * sign(p) * sign(q) > 0);
+
+-- x as an integer count of 10^-22, exactly (from the decimal's own digits): for sums of
+-- products that carry up to 22 places (6-place terms times a 10-place index factor).
+CREATE OR REPLACE TEMP MACRO to_units22(x) AS
+    CAST(replace(CAST(CAST(x AS DECIMAL(38, 22)) AS VARCHAR), '.', '') AS HUGEINT);
 
 -- u units of 10^-scale (0..10) as a DECIMAL(38, 10), exactly.
 CREATE OR REPLACE TEMP MACRO from_units(u, scale) AS
