@@ -26,6 +26,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -441,3 +442,49 @@ def test_measured_kpis_compare_and_credit_on_the_exact_fraction(ws):
     assert lines["credit:sl"] == D("-50000.00")
     # abandons: binary, 90,000 x 0.1 = 9,000.00; both within the cap of 10% x charges = 90,000
     assert lines["credit:abandons"] == D("-9000.00")
+
+
+# --------------------------------------------------------------------------- the macros
+
+HALF_MODES = st.sampled_from(["half_up", "half_even", "down", "ceiling"])
+
+
+@pytest.fixture(scope="module")
+def macros():
+    con = duckdb.connect()
+    engine.run_script(con, engine.SQL_DIR / "01_macros.sql")
+    yield con
+    con.close()
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    x=st.integers(-(10**30), 10**30),
+    q=st.integers(1, 10**15),
+    p_share=st.fractions(0, 1),
+    k=st.integers(0, 12),
+    negative_q=st.booleans(),
+    mode=HALF_MODES,
+    tie=st.booleans(),
+)
+def test_muldiv_round_matches_exact_rounding(macros, x, q, p_share, k, negative_q, mode, tie):
+    # x x p / (q x 10^k) rounded once; |p| <= |q| as for a clamped severity. `tie` builds an
+    # exact half: p = q and x = (2j + 1) x 10^k / 2.
+    p = int(q * p_share)
+    if tie and k > 0:
+        p, x = q, (2 * (x // 10**k) + 1) * 10**k // 2
+    if negative_q:
+        q = -q
+    got = macros.execute(
+        "SELECT muldiv_round(?::HUGEINT, ?::HUGEINT, ?::HUGEINT, pow10(?), ?)", [x, p, q, k, mode]
+    ).fetchone()[0]
+    exact = F(x * p, q * 10**k)
+    if mode == "ceiling":
+        want = -((-exact.numerator) // exact.denominator)
+    elif mode == "down":
+        want = int(exact)  # toward zero
+    else:
+        want = int(round_at(exact, 0, mode))
+    assert got == want
