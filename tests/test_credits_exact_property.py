@@ -212,10 +212,14 @@ def contract(draw, n: int) -> dict:
         c["steps"] = [{"from_points": F(p), "pct": draw(PCT)} for p in froms]
     for k in kpis:
         for month in MONTHS:
-            # a value near the target fails about half the time; clamps and bands are reached
+            # mostly near the target on its worse side, so that failures, the clamp at the
+            # minimum and every band are reached; sometimes anywhere in [0, 1]
+            worse_side = -1 if k["direction"] == "higher_is_better" else 1
+            near = st.integers(-20000, 120000).map(
+                lambda d, t=k["target"], w=worse_side: t + w * F(d, 10**6)
+            )
             c["values"][(month, k["id"])] = draw(
-                st.one_of(VALUE, st.integers(-120000, 20000).map(lambda d: k["target"] + F(d, 10**6)))
-                .filter(lambda v: 0 <= v <= 1)
+                st.one_of(VALUE, near).filter(lambda v: 0 <= v <= 1)
             )
     return c
 
@@ -289,7 +293,9 @@ def settle_credits(contracts: list[dict]) -> duckdb.DuckDBPyConnection:
     rows = {
         "volumes": [(c["id"], "voice", m, text(c["units"])) for c in contracts for m in MONTHS],
         "kpis": [
-            (c["id"], kpi_id, m, text(v)) for c in contracts for (m, kpi_id), v in c["values"].items()
+            (c["id"], kpi_id, m, text(v))
+            for c in contracts
+            for (m, kpi_id), v in c["values"].items()
         ],
     }
     con = duckdb.connect()
@@ -318,7 +324,7 @@ def settle_credits(contracts: list[dict]) -> duckdb.DuckDBPyConnection:
     return con
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(4, 8).flatmap(lambda n: st.tuples(*[contract(i) for i in range(n)])))
 def test_every_credit_line_is_the_spec_formula_to_the_cent(contracts):
     con = settle_credits(list(contracts))
@@ -458,7 +464,7 @@ def macros():
 
 
 @settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     x=st.integers(-(10**30), 10**30),
