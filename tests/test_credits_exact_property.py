@@ -494,3 +494,41 @@ def test_muldiv_round_matches_exact_rounding(macros, x, q, p_share, k, negative_
     else:
         want = int(round_at(exact, 0, mode))
     assert got == want
+
+
+BANDED_CONTRACT = """\
+contract_id: H3
+currency: GBP
+start: 2024-01
+service_lines:
+  - id: voice
+    pricing:
+      - {effective_from: 2024-01, model: per_unit, bands: [{rate: 1.00}]}
+service_credits:
+  regime: at_risk_pool
+  at_risk_pct: 0.10
+  kpis:
+    - id: sl
+      target: 0.70
+      allocation_pct: 1.0
+      credit:
+        model: bands
+        bands: [{worse_than: 0.70, pct: 0.5}, {worse_than: 0.666667, pct: 1.0}]
+      measure: {metric: service_level, service_line: voice, threshold_s: 20}
+"""
+
+
+def test_measured_kpi_finds_its_band_on_the_exact_fraction(ws):
+    ws.contract(BANDED_CONTRACT)
+    ws.volumes([("H3", "voice", "2024-01", "1000")])
+    t0 = dt.datetime(2024, 1, 10, 9, 0, 0)
+    s = dt.timedelta(seconds=1)
+    # two of three answered within 20 s: 2/3 = 0.666666..., shown as 0.666667
+    ws.interactions([("H3", "voice", t0, t0 + w * s, None) for w in (5, 10, 30)])
+    ws.settle("2024-01")
+    c = ws.rows("SELECT * FROM current_service_credits")[0]
+    # 2/3 is strictly worse than 0.666667 (2 < 0.666667 x 3 = 2.000001): band 2, pct 1.0; the
+    # shown 0.666667 would stop at band 1 (0.5)
+    assert (c["value"], c["band"], c["severity"]) == (D("0.666667"), 2, D("1"))
+    # charges 1,000.00, A = 100.00, x allocation 1.0 x 1.0 = 100.00 (band 1 would be 50.00)
+    assert ws.lines("2024-01")["credit:sl"] == D("-100.00")
