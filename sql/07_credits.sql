@@ -151,8 +151,9 @@ SELECT
     CAST(s.band_points * s.multiplier AS DECIMAL(38, 12)) AS points,
     -- the KPI's share of the month's credit in units of 10^-20: allocation x severity x
     -- multiplier (at risk; A is the same for every KPI of the month) or points. Exact for points,
-    -- binary and bands; a linear severity that does not end within 20 places is cut there (the
-    -- largest-remainder split compares these; the amounts themselves come from the fraction).
+    -- binary and bands; a linear severity that does not end within 20 places is cut there. The
+    -- split uses these only for points, or when the exact weights of calc_service_credits
+    -- would overflow.
     CASE
         WHEN s.regime = 'points'
             THEN CAST(s.band_points * s.multiplier * CAST(pow10(20) AS DECIMAL(38, 0)) AS HUGEINT)
@@ -249,27 +250,79 @@ SELECT
 FROM capping;
 
 CREATE OR REPLACE TEMP TABLE calc_service_credits AS
-WITH shares AS (
-    -- integer arithmetic (HUGEINT) keeps the split exact: the total in units of the last place,
-    -- the weights in units of 10^-20
+WITH month_rows AS (
     SELECT
         s.*,
         m.charges, m.at_risk_pct, m.at_risk_amount, m.monthly_cap_pct, m.cap_amount,
         m.capped, m.points_total, m.points_pct, m.uncapped_total, m.split_total,
         m.amount_scale, m.rounding_mode,
+        -- the total to split, in units of its last place
         CAST(m.split_total * pow10(m.amount_scale) AS HUGEINT) AS total_units,
-        m.total_weight_units
+        -- the severity in lowest terms
+        s.severity_numerator // gcd(s.severity_numerator, s.severity_denominator) AS sev_num,
+        s.severity_denominator // gcd(s.severity_numerator, s.severity_denominator) AS sev_den
     FROM calc_credit_scores s
     JOIN calc_credit_months m USING (contract_id, period)
+),
+denominators AS (
+    SELECT *, list(sev_den) OVER (PARTITION BY contract_id, period) AS month_sev_dens
+    FROM month_rows
+),
+exact_weights AS (
+    -- The exact weights of an at-risk month: allocation x multiplier x severity brought to the
+    -- month's common denominator (the lcm of the severities' denominators), as whole numbers.
+    -- try() turns an overflow into NULL, and such a month falls back to weight_units below.
+    SELECT
+        * EXCLUDE (month_sev_dens),
+        try(
+            to_units6(allocation_pct) * to_units6(multiplier) * sev_num
+            * (list_reduce(month_sev_dens, lambda x, y: lcm(x, y)) // sev_den)
+        ) AS common_weight
+    FROM denominators
+),
+common_weights AS (
+    SELECT *, list(common_weight) OVER (PARTITION BY contract_id, period) AS month_weights
+    FROM exact_weights
+),
+lowest_weights AS (
+    -- divided by their greatest common divisor, to keep the products below small
+    SELECT
+        * EXCLUDE (month_weights),
+        try(common_weight // list_reduce(month_weights, lambda x, y: gcd(x, y))) AS exact_weight
+    FROM common_weights
+),
+fits AS (
+    SELECT
+        *,
+        exact_weight IS NOT NULL AND exact_weight < pow10(30)
+            AND try(total_units * exact_weight) IS NOT NULL AS exact_fits
+    FROM lowest_weights
+),
+chosen AS (
+    -- points are exact as weight_units; an at-risk month is split on its exact weights whenever
+    -- they fit HUGEINT with the total (almost always), else on weight_units (cut at 10^-20)
+    SELECT
+        *,
+        regime = 'at_risk_pool'
+            AND bool_and(exact_fits) OVER (PARTITION BY contract_id, period) AS split_exact
+    FROM fits
+),
+shares AS (
+    SELECT
+        * EXCLUDE (common_weight),
+        CASE WHEN split_exact THEN exact_weight ELSE weight_units END AS split_weight,
+        sum(CASE WHEN split_exact THEN exact_weight ELSE weight_units END)
+            OVER (PARTITION BY contract_id, period) AS total_split_weight
+    FROM chosen
 ),
 floored AS (
     -- each share cut toward zero to the amount scale; the remainder decides the missing units
     SELECT
         *,
-        CASE WHEN total_weight_units > 0
-             THEN (total_units * weight_units) // total_weight_units ELSE 0 END AS floor_units,
-        CASE WHEN total_weight_units > 0
-             THEN (total_units * weight_units) % total_weight_units ELSE 0 END AS remainder_units
+        CASE WHEN total_split_weight > 0
+             THEN (total_units * split_weight) // total_split_weight ELSE 0 END AS floor_units,
+        CASE WHEN total_split_weight > 0
+             THEN (total_units * split_weight) % total_split_weight ELSE 0 END AS remainder_units
     FROM shares
 ),
 ranked AS (
@@ -290,7 +343,7 @@ amounts AS (
         CASE
             WHEN regime = 'at_risk_pool' THEN from_units18(muldiv_round(
                 credit_terms_units, severity_numerator, severity_denominator, pow10(6), 'half_up'))
-            WHEN total_weight_units > 0 THEN CAST(
+            WHEN total_split_weight > 0 THEN CAST(
                 div_round(coalesce(points_pct, 0) * charges * points, points_total, 10, 'half_up')
                 AS DECIMAL(38, 18))
         END AS uncapped_amount,

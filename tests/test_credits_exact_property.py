@@ -532,3 +532,41 @@ def test_measured_kpi_finds_its_band_on_the_exact_fraction(ws):
     assert (c["value"], c["band"], c["severity"]) == (D("0.666667"), 2, D("1"))
     # charges 1,000.00, A = 100.00, x allocation 1.0 x 1.0 = 100.00 (band 1 would be 50.00)
     assert ws.lines("2024-01")["credit:sl"] == D("-100.00")
+
+
+TIE_CONTRACT = """\
+contract_id: H4
+currency: GBP
+start: 2024-01
+service_lines:
+  - id: voice
+    pricing:
+      - {effective_from: 2024-01, model: per_unit, bands: [{rate: 1.00}]}
+service_credits:
+  regime: at_risk_pool
+  at_risk_pct: 0.50
+  monthly_cap_pct: 0.03
+  kpis:
+    - {id: a, target: 0.9, minimum: 0.6, allocation_pct: 0.2, credit: {model: linear}}
+    - {id: b, target: 0.9, minimum: 0.6, allocation_pct: 0.1, credit: {model: linear}}
+    - {id: c, target: 0.9, allocation_pct: 0.1}
+"""
+
+
+def test_capped_split_breaks_an_exact_tie_by_contract_order(ws):
+    ws.contract(TIE_CONTRACT)
+    ws.volumes([("H4", "voice", "2024-01", "1")])
+    # a and b: severity (0.9 - 0.8) / (0.9 - 0.6) = 1/3; c: binary 1
+    ws.kpis([("H4", k, "2024-01", "0.8") for k in ("a", "b", "c")])
+    ws.settle("2024-01")
+    # weights 0.2 x 1/3 = 1/15, 0.1 x 1/3 = 1/30, 0.1: in the ratio 2 : 1 : 3. Charges 1.00,
+    # A = 0.50: credits 1/30 + 1/60 + 0.05 = 0.10 > the cap 0.03 x 1.00 = 0.03, which is split:
+    # 3 cents x 2/6, 1/6, 3/6 = 1, 0.5, 1.5 cents. Cut to the cent: 1, 0, 1; the missing cent goes
+    # to the largest remainder, an exact tie of 0.5 between b and c: b, listed first. Weights cut
+    # at 20 places would make c's remainder the larger and bill 0.01, 0.00, 0.02.
+    assert ws.lines("2024-01") == {
+        "usage:voice": D("1.00"),
+        "credit:a": D("-0.01"),
+        "credit:b": D("-0.01"),
+        "credit:c": D("-0.01"),
+    }
