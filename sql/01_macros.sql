@@ -4,8 +4,14 @@
 -- rounding (mode and scale are per contract) and every division that decides money go through these
 -- macros. Both work on scaled integers (HUGEINT) and never pass through a float.
 
--- 10^n as an exact HUGEINT (powers of ten up to 10^22 are exact in a double).
-CREATE OR REPLACE TEMP MACRO pow10(n) AS CAST(pow(10, n) AS HUGEINT);
+-- 10^n as an exact HUGEINT, n in 0..38. Built from text: a double is exact only up to 10^22, and
+-- the scaled products below reach 10^24.
+CREATE OR REPLACE TEMP MACRO pow10(n) AS CAST(rpad('1', CAST(n + 1 AS INTEGER), '0') AS HUGEINT);
+
+-- x as an integer count of 10^-6. Exact for every term and input: contract terms are
+-- DECIMAL(20, 6), input values DECIMAL(28, 6) and month charges DECIMAL(38, 4).
+CREATE OR REPLACE TEMP MACRO to_units6(x) AS
+    CAST(CAST(x AS DECIMAL(38, 6)) * CAST(1000000 AS DECIMAL(38, 0)) AS HUGEINT);
 
 -- x as an integer count of 10^-12 (a division's operands are taken at 12 decimal places, far below
 -- any scale a quotient is rounded to).
@@ -31,6 +37,58 @@ CREATE OR REPLACE TEMP MACRO div_round(a, b, scale, mode) AS
         int_div_round(to_units12(a) * pow10(scale), to_units12(b), mode) * pow10(10 - scale)
         AS DECIMAL(38, 0)
     ) * CAST(0.0000000001 AS DECIMAL(38, 10));
+
+-- floor(|x| x |p| / |q|) and its remainder for integers (HUGEINT), without forming |x| x |p|,
+-- which may pass 2^127: with |x| = a |q| + b, |x| |p| / |q| = a |p| + b |p| / |q| and
+-- b |p| < |q| |p|. Safe while |q| |p| < 10^38 and the quotient itself fits.
+CREATE OR REPLACE TEMP MACRO muldiv_floor(x, p, q) AS
+    (abs(x) // abs(q)) * abs(p) + ((abs(x) % abs(q)) * abs(p)) // abs(q);
+CREATE OR REPLACE TEMP MACRO muldiv_rem(x, p, q) AS ((abs(x) % abs(q)) * abs(p)) % abs(q);
+
+-- The magnitude (f + r / q) / m rounded once to an integer by `mode` (as int_div_round), for an
+-- exact value held as a floor f >= 0 and a remainder 0 <= r < q below its unit; m = 10^k moves
+-- the unit to the last place kept, and `positive` says which way 'ceiling' goes. With f = u m + w
+-- the part below the last place is (w + r / q) / m: above one half when 2w > m, or 2w = m and
+-- r > 0, or 2w = m - 1 and 2r > q; exactly one half when 2w = m and r = 0, or 2w = m - 1 and
+-- 2r = q. No product of f with anything is formed, so nothing can overflow.
+CREATE OR REPLACE TEMP MACRO round_floor_rem(f, r, q, m, mode, positive) AS
+    f // m + CASE
+        WHEN f % m = 0 AND r = 0 THEN 0
+        WHEN mode = 'down' THEN 0
+        WHEN mode = 'ceiling' THEN CASE WHEN positive THEN 1 ELSE 0 END
+        WHEN 2 * (f % m) > m
+          OR (2 * (f % m) = m AND r > 0)
+          OR (2 * (f % m) = m - 1 AND 2 * r > q) THEN 1
+        WHEN (2 * (f % m) = m AND r = 0) OR (2 * (f % m) = m - 1 AND 2 * r = q)
+            THEN CASE WHEN mode = 'half_even' AND (f // m) % 2 = 0 THEN 0 ELSE 1 END
+        ELSE 0
+    END;
+
+-- The integer x x p / (q x m) rounded once by `mode`, for a product of terms over a quotient: x
+-- is the product of the terms in units of 10^-k, p / q the exact quotient and m = 10^(k - scale),
+-- so the result counts units of the last place.
+CREATE OR REPLACE TEMP MACRO muldiv_round(x, p, q, m, mode) AS
+    sign(x) * sign(p) * sign(q) * round_floor_rem(
+        muldiv_floor(x, p, q), muldiv_rem(x, p, q), abs(q), m, mode,
+        sign(x) * sign(p) * sign(q) > 0);
+
+-- x as an integer count of 10^-22, exactly (from the decimal's own digits): for sums of
+-- products that carry up to 22 places (6-place terms times a 10-place index factor).
+CREATE OR REPLACE TEMP MACRO to_units22(x) AS
+    CAST(replace(CAST(CAST(x AS DECIMAL(38, 22)) AS VARCHAR), '.', '') AS HUGEINT);
+
+-- u units of 10^-scale (0..10) as a DECIMAL(38, 10), exactly.
+CREATE OR REPLACE TEMP MACRO from_units(u, scale) AS
+    CAST(u * pow10(10 - scale) AS DECIMAL(38, 0)) * CAST(0.0000000001 AS DECIMAL(38, 10));
+
+-- u units of 10^-18 as a DECIMAL(38, 18), exactly (informative columns before rounding).
+CREATE OR REPLACE TEMP MACRO from_units18(u) AS
+    CAST(u AS DECIMAL(38, 0)) * CAST('0.000000000000000001' AS DECIMAL(38, 18));
+
+-- (x_units / 10^24) x p / q rounded once to `scale` (0..10) places: the product of up to four
+-- 6-place terms (to_units6 each, multiplied) times an exact quotient, as money. DECIMAL(38, 10).
+CREATE OR REPLACE TEMP MACRO product_ratio_round(x_units, p, q, scale, mode) AS
+    from_units(muldiv_round(x_units, p, q, pow10(24 - scale), mode), scale);
 
 -- x rounded to `scale` (0..10) places with the contract's `mode` ('half_up' or 'half_even').
 -- DuckDB rounds a DECIMAL exactly at any scale, but only to a constant number of places: hence one
@@ -63,6 +121,16 @@ CREATE OR REPLACE TEMP MACRO round_to(x, scale, mode) AS
             WHEN 9 THEN CAST(round(x, 9) AS DECIMAL(38, 10))
             WHEN 10 THEN CAST(round(x, 10) AS DECIMAL(38, 10))
         END
+    END;
+
+-- Is the actual n / d (d > 0) strictly worse than x? Compared exactly as n against x x d, never
+-- through the rounded quotient: below for higher_is_better, above for lower_is_better. NULL when
+-- any part is NULL.
+CREATE OR REPLACE TEMP MACRO worse_than(direction, n, d, x) AS
+    CASE direction
+        WHEN 'higher_is_better'
+            THEN CAST(n AS DECIMAL(38, 12)) < CAST(CAST(x AS DECIMAL(38, 6)) * d AS DECIMAL(38, 12))
+        ELSE CAST(n AS DECIMAL(38, 12)) > CAST(CAST(x AS DECIMAL(38, 6)) * d AS DECIMAL(38, 12))
     END;
 
 -- Whole months from a to b (both first-of-month dates).

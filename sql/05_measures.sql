@@ -27,7 +27,9 @@
 -- inclusive, ends_at exclusive) is left out of every measure the window applies to (kpi_id NULL:
 -- all of them). The period of an interaction is the month of its arrived_at.
 --
--- value = div_round(numerator, denominator, 6, 'half_up'): exact, never AVG or `/` (DOUBLE).
+-- value = div_round(numerator, denominator, 6, 'half_up'): exact, never AVG or `/` (DOUBLE). It is
+-- for display: met / failed, bands, critical and linear severity compare the numerator against
+-- threshold x denominator (sql/06_kpi_results.sql, worse_than), never this rounded quotient.
 
 CREATE OR REPLACE TEMP TABLE calc_measured_kpis AS
 WITH measures AS (

@@ -8,6 +8,10 @@
 -- without a value is `no_data`, treated the same way, unless the KPI says `no_data: fail` (SPEC 6),
 -- when it is a failure. `critical_below`: an actual worse than it marks the month critical.
 --
+-- Every comparison is exact: the actual is held as a fraction (actual_numerator /
+-- actual_denominator) and compared as numerator against threshold x denominator (worse_than in
+-- sql/01_macros.sql), so a measured 0.7999996 stored as 0.800000 still fails a 0.80 target.
+--
 -- Interpretations of the spec: an excused month is never critical (the month does not count against
 -- the provider); a month excused for a KPI needs no value even when the KPI is required; a month
 -- with no target known yet (as-known-at before the first target was agreed) is no_data.
@@ -42,7 +46,16 @@ observed AS (
         CASE WHEN w.measured THEN mk.numerator ELSE ik.numerator END::DECIMAL(38, 6) AS numerator,
         CASE WHEN w.measured THEN mk.denominator ELSE ik.denominator END::DECIMAL(38, 6)
             AS denominator,
-        CASE WHEN w.measured THEN 'measured' ELSE 'input' END AS source
+        CASE WHEN w.measured THEN 'measured' ELSE 'input' END AS source,
+        -- the actual as an exact fraction: a measured KPI's counts (its value is their quotient
+        -- rounded to 6 places, for display), an input KPI's value over 1. Every comparison and
+        -- every severity reads these, never a rounded quotient.
+        CASE WHEN w.measured THEN mk.numerator ELSE ik.value END::DECIMAL(38, 6)
+            AS actual_numerator,
+        CASE
+            WHEN w.measured THEN mk.denominator
+            WHEN ik.value IS NOT NULL THEN 1
+        END::DECIMAL(38, 6) AS actual_denominator
     FROM with_target w
     LEFT JOIN in_kpis ik USING (contract_id, kpi_id, period)
     LEFT JOIN calc_measured_kpis mk USING (contract_id, kpi_id, period)
@@ -71,8 +84,8 @@ classified AS (
             WHEN o.target IS NULL THEN 'no_data'
             WHEN o.value IS NULL AND o.no_data_fails THEN 'failed'
             WHEN o.value IS NULL THEN 'no_data'
-            WHEN o.direction = 'higher_is_better' AND o.value < o.target THEN 'failed'
-            WHEN o.direction = 'lower_is_better' AND o.value > o.target THEN 'failed'
+            WHEN worse_than(o.direction, o.actual_numerator, o.actual_denominator, o.target)
+                THEN 'failed'
             ELSE 'met'
         END AS status
     FROM observed o
@@ -102,7 +115,7 @@ SELECT
     -- keys
     contract_id, period, kpi_id, kpi_order,
     -- observation
-    value, numerator, denominator, source,
+    value, numerator, denominator, source, actual_numerator, actual_denominator,
     -- the rule in force
     target, target_from, target_reason, direction, critical_below,
     -- outcome
@@ -113,10 +126,8 @@ SELECT
     value IS NULL AS no_data,
     CASE WHEN status IN ('met', 'failed') THEN failures_so_far::INTEGER END AS consecutive_failures,
     coalesce(
-        status <> 'excused' AND CASE direction
-            WHEN 'higher_is_better' THEN value < critical_below
-            ELSE value > critical_below
-        END,
+        status <> 'excused'
+            AND worse_than(direction, actual_numerator, actual_denominator, critical_below),
         false
     ) AS critical
 FROM counted

@@ -8,7 +8,7 @@
 --
 -- at_risk_pool: A = at_risk_pct x charges; credit = A x allocation_pct x severity x multiplier,
 -- with severity binary 1, linear (target - actual) / (target - minimum) clamped to [0, 1]
--- (mirrored for lower_is_better) and rounded to 6 places half up, bands the pct of the last band
+-- (mirrored for lower_is_better), bands the pct of the last band
 -- whose worse_than the actual is strictly worse than (none: the first band). multiplier =
 -- repeat_multiplier from the 2nd consecutive failure. points: each failed KPI scores its band's
 -- points (x repeat_multiplier on a repeat); the month's total maps to pct of charges through
@@ -16,6 +16,11 @@
 -- monthly_cap_pct x charges; a capped total (and every points total) is rounded once and split
 -- over the failed KPIs by the largest-remainder method, ties to the KPI listed first, so the
 -- rounded lines add up to it exactly.
+-- Round once: a linear severity is kept as the exact fraction severity_numerator /
+-- severity_denominator (the clamp compares the two), and a credit rounded on its own is
+-- A x allocation x multiplier x numerator / denominator in one exact division rounded at the line
+-- (product_ratio_round); the stored 6-place severity is for the reader only. The actual is
+-- compared by its exact fraction (actual_numerator / actual_denominator of calc_kpi_results).
 -- Earn-back: met in each of the next earn_back_months counted months (not excused, not no_data)
 -- returns the credit in full in the last of them; a failure among them breaks it.
 -- Bonus: at or better than bonus.at_or_better, when no KPI of the contract failed that month.
@@ -51,7 +56,7 @@ CREATE OR REPLACE TEMP TABLE calc_credit_scores AS
 WITH failures AS (
     SELECT
         r.contract_id, r.period, r.kpi_id, r.kpi_order, r.value, r.target, r.direction,
-        r.no_data, r.consecutive_failures,
+        r.actual_numerator, r.actual_denominator, r.no_data, r.consecutive_failures,
         g.regime, k.credit_model, k.minimum, k.allocation_pct, k.repeat_multiplier,
         k.earn_back_months
     FROM calc_kpi_results r
@@ -76,64 +81,114 @@ band_reached AS (
             WHEN f.value IS NULL THEN max(b.band)
             ELSE coalesce(
                 max(b.band) FILTER (
-                    WHERE (f.direction = 'higher_is_better' AND f.value < b.worse_than)
-                       OR (f.direction = 'lower_is_better' AND f.value > b.worse_than)
+                    WHERE worse_than(
+                        f.direction, f.actual_numerator, f.actual_denominator, b.worse_than)
                 ),
                 1
             )
         END AS band
     FROM failures f
     JOIN regime_bands b USING (contract_id, period, kpi_id)
-    GROUP BY f.contract_id, f.period, f.kpi_id, f.value, f.direction
+    GROUP BY f.contract_id, f.period, f.kpi_id, f.value, f.direction, f.actual_numerator,
+        f.actual_denominator
+),
+linear AS (
+    -- linear severity as an exact fraction p / q of integers: with the actual n / d (d = 1 for an
+    -- input KPI), (target - n / d) / (target - minimum) = (target x d - n) / ((target - minimum)
+    -- x d), all in units of 10^-6 (mirrored for lower_is_better). A measured d is a whole count,
+    -- so both stay below 10^19 and their product within HUGEINT (muldiv_round).
+    SELECT
+        f.contract_id, f.period, f.kpi_id,
+        CASE f.direction
+            WHEN 'higher_is_better'
+                THEN to_units6(f.target) * to_units6(f.actual_denominator) // pow10(6)
+                     - to_units6(f.actual_numerator)
+            ELSE to_units6(f.actual_numerator)
+                 - to_units6(f.target) * to_units6(f.actual_denominator) // pow10(6)
+        END AS p,
+        CASE f.direction
+            WHEN 'higher_is_better' THEN to_units6(f.target - f.minimum)
+            ELSE to_units6(f.minimum - f.target)
+        END * to_units6(f.actual_denominator) // pow10(6) AS q
+    FROM failures f
+    WHERE f.regime = 'at_risk_pool' AND f.credit_model = 'linear' AND f.value IS NOT NULL
 ),
 scored AS (
     SELECT
         f.*,
         br.band,
         b.worse_than AS band_worse_than,
-        CAST(CASE
+        -- severity = severity_numerator / severity_denominator exactly, clamped to [0, 1] by
+        -- comparing the two (nothing is rounded); the money is computed from this fraction
+        CASE
             WHEN f.regime = 'points' THEN NULL
-            WHEN f.credit_model = 'binary' THEN 1
-            WHEN f.credit_model = 'bands' THEN b.pct
-            WHEN f.value IS NULL THEN 1
-            -- an exact quotient rounded once to 6 places, then clamped
-            WHEN f.direction = 'higher_is_better' THEN least(greatest(
-                div_round(f.target - f.value, f.target - f.minimum, 6, 'half_up'), 0), 1)
-            ELSE least(greatest(
-                div_round(f.value - f.target, f.minimum - f.target, 6, 'half_up'), 0), 1)
-        END AS DECIMAL(38, 6)) AS severity,
+            WHEN f.credit_model = 'binary' OR f.value IS NULL THEN CAST(1 AS HUGEINT)
+            WHEN f.credit_model = 'bands' THEN to_units6(b.pct)
+            WHEN l.p <= 0 THEN CAST(0 AS HUGEINT)
+            WHEN l.p >= l.q THEN l.q
+            ELSE l.p
+        END AS severity_numerator,
+        CASE
+            WHEN f.regime = 'points' THEN NULL
+            WHEN f.credit_model = 'binary' OR f.value IS NULL THEN CAST(1 AS HUGEINT)
+            WHEN f.credit_model = 'bands' THEN pow10(6)
+            ELSE l.q
+        END AS severity_denominator,
         b.points AS band_points,
         CAST(CASE WHEN f.consecutive_failures >= 2 THEN f.repeat_multiplier ELSE 1 END
              AS DECIMAL(38, 6)) AS multiplier
     FROM failures f
     LEFT JOIN band_reached br USING (contract_id, period, kpi_id)
     LEFT JOIN regime_bands b USING (contract_id, period, kpi_id, band)
+    LEFT JOIN linear l USING (contract_id, period, kpi_id)
 )
 SELECT
     s.*,
+    -- for the reader only, rounded to 6 places: no amount is computed from it
+    CASE WHEN s.regime <> 'points' THEN product_ratio_round(
+        pow10(24), s.severity_numerator, s.severity_denominator, 6, 'half_up')
+    END::DECIMAL(38, 6) AS severity,
     CAST(s.band_points * s.multiplier AS DECIMAL(38, 12)) AS points,
-    -- the KPI's share of the month's credit: allocation x severity x multiplier (at risk; A is the
-    -- same for every KPI of the month) or points; exact at 18 places. Each branch is cast first:
-    -- a CASE over DECIMALs of different scales silently takes the narrower scale.
+    -- the KPI's share of the month's credit in units of 10^-20: allocation x severity x
+    -- multiplier (at risk; A is the same for every KPI of the month) or points. Exact for points,
+    -- binary and bands; a linear severity that does not end within 20 places is cut there. The
+    -- split uses these only for points, or when the exact weights of calc_service_credits
+    -- would overflow.
     CASE
-        WHEN s.regime = 'points' THEN CAST(s.band_points * s.multiplier AS DECIMAL(38, 18))
-        ELSE CAST(s.allocation_pct * s.severity * s.multiplier AS DECIMAL(38, 18))
-    END AS weight
-FROM scored s;
+        WHEN s.regime = 'points'
+            THEN CAST(s.band_points * s.multiplier * CAST(pow10(20) AS DECIMAL(38, 0)) AS HUGEINT)
+        ELSE muldiv_floor(
+            to_units6(s.allocation_pct) * to_units6(s.multiplier) * pow10(8),
+            s.severity_numerator, s.severity_denominator)
+    END AS weight_units,
+    -- the money before any cap or rounding, as an integer count of 10^-24 (A x allocation x
+    -- multiplier, four 6-place terms) with the severity fraction still to apply
+    CASE WHEN s.regime = 'at_risk_pool' THEN
+        to_units6(ch.charges) * to_units6(g.at_risk_pct) * to_units6(s.allocation_pct)
+        * to_units6(s.multiplier)
+    END AS credit_terms_units
+FROM scored s
+JOIN calc_month_charges ch USING (contract_id, period)
+JOIN cfg_credit_regimes g USING (contract_id);
 
 CREATE OR REPLACE TEMP TABLE calc_credit_months AS
 WITH month_scores AS (
     SELECT
         s.contract_id, s.period, s.regime,
         count(*) AS failed_kpis,
-        sum(s.weight) AS total_weight,
+        sum(s.weight_units) AS total_weight_units,
         CAST(sum(s.points) AS DECIMAL(38, 12)) AS points_total,
+        -- at risk: the month's exact credits before the cap in units of 10^-24, as the sum of
+        -- each one's floor and whether any had a remainder below that unit
+        sum(muldiv_floor(s.credit_terms_units, s.severity_numerator, s.severity_denominator))
+            AS credits_units24,
+        bool_or(muldiv_rem(s.credit_terms_units, s.severity_numerator, s.severity_denominator) > 0)
+            AS credits_below_unit24,
         -- at risk: the month's credits as billed if each were rounded on its own
-        sum(round_to(g.at_risk_pct * ch.charges * s.weight, c.amount_scale, c.rounding_mode))
+        sum(product_ratio_round(s.credit_terms_units, s.severity_numerator,
+                                s.severity_denominator, c.amount_scale, c.rounding_mode))
             AS rounded_alone_total
     FROM calc_credit_scores s
-    JOIN calc_month_charges ch USING (contract_id, period)
-    JOIN cfg_credit_regimes g USING (contract_id)
     JOIN cfg_contracts c USING (contract_id)
     GROUP BY ALL
 ),
@@ -145,6 +200,7 @@ priced AS (
         c.amount_scale, c.rounding_mode,
         g.at_risk_pct * ch.charges AS at_risk_amount,
         g.monthly_cap_pct * ch.charges AS cap_amount,
+        to_units6(g.monthly_cap_pct) * to_units6(ch.charges) * pow10(12) AS cap_units24,
         round_to(g.monthly_cap_pct * ch.charges, c.amount_scale, c.rounding_mode)
             AS rounded_cap,
         p.from_points AS points_step_from,
@@ -160,27 +216,32 @@ priced AS (
 totals AS (
     SELECT
         *,
-        -- exact before the cap: A x sum(weight) at scale 28, or points pct x charges at scale 10
+        -- for the reader: points pct x charges (exact, 10 places), or the at-risk credits
+        -- rounded to 18 places. Each branch is cast first (a CASE takes the narrower scale).
         CASE
-            WHEN regime = 'points' THEN CAST(coalesce(points_pct, 0) * charges AS DECIMAL(38, 28))
-            ELSE CAST(at_risk_amount * total_weight AS DECIMAL(38, 28))
+            WHEN regime = 'points' THEN CAST(coalesce(points_pct, 0) * charges AS DECIMAL(38, 18))
+            ELSE from_units18(int_div_round(credits_units24, pow10(6), 'half_up'))
         END AS uncapped_total
     FROM priced
 ),
 capping AS (
-    -- The cap binds when the exact total passes it, and also when the total is within the cap but
-    -- rounding each credit on its own would bill more than the rounded cap (three credits of
-    -- 33.335 under a cap of 100.005): the rounded lines never add up to more than the rounded cap.
+    -- The cap binds when the exact total passes it (compared in units of 10^-24: above when the
+    -- floors add up to more, or to exactly the cap with a remainder left), and also when the
+    -- total is within the cap but rounding each credit on its own would bill more than the
+    -- rounded cap (three credits of 33.335 under a cap of 100.005): the rounded lines never add
+    -- up to more than the rounded cap.
     SELECT
         *,
-        cap_amount IS NOT NULL AND (
-            uncapped_total > cap_amount
-            OR (regime = 'at_risk_pool' AND rounded_alone_total > rounded_cap)
-        ) AS capped
+        cap_amount IS NOT NULL AND CASE
+            WHEN regime = 'points' THEN coalesce(points_pct, 0) * charges > cap_amount
+            ELSE credits_units24 > cap_units24
+              OR (credits_units24 = cap_units24 AND credits_below_unit24)
+              OR rounded_alone_total > rounded_cap
+        END AS capped
     FROM totals
 )
 SELECT
-    *,
+    * EXCLUDE (credits_units24, credits_below_unit24, cap_units24),
     -- the rounded total that is split by largest remainder; NULL when each credit is rounded alone
     CASE
         WHEN capped THEN rounded_cap
@@ -189,29 +250,79 @@ SELECT
 FROM capping;
 
 CREATE OR REPLACE TEMP TABLE calc_service_credits AS
-WITH shares AS (
-    -- integer arithmetic (HUGEINT) keeps the split exact: the total in units of the last place,
-    -- the weights in units of 10^-18
+WITH month_rows AS (
     SELECT
         s.*,
         m.charges, m.at_risk_pct, m.at_risk_amount, m.monthly_cap_pct, m.cap_amount,
         m.capped, m.points_total, m.points_pct, m.uncapped_total, m.split_total,
         m.amount_scale, m.rounding_mode,
+        -- the total to split, in units of its last place
         CAST(m.split_total * pow10(m.amount_scale) AS HUGEINT) AS total_units,
-        CAST(s.weight * CAST(pow10(18) AS DECIMAL(38, 0)) AS HUGEINT) AS weight_units,
-        sum(CAST(s.weight * CAST(pow10(18) AS DECIMAL(38, 0)) AS HUGEINT))
-            OVER (PARTITION BY s.contract_id, s.period) AS total_weight_units
+        -- the severity in lowest terms
+        s.severity_numerator // gcd(s.severity_numerator, s.severity_denominator) AS sev_num,
+        s.severity_denominator // gcd(s.severity_numerator, s.severity_denominator) AS sev_den
     FROM calc_credit_scores s
     JOIN calc_credit_months m USING (contract_id, period)
+),
+denominators AS (
+    SELECT *, list(sev_den) OVER (PARTITION BY contract_id, period) AS month_sev_dens
+    FROM month_rows
+),
+exact_weights AS (
+    -- The exact weights of an at-risk month: allocation x multiplier x severity brought to the
+    -- month's common denominator (the lcm of the severities' denominators), as whole numbers.
+    -- try() turns an overflow into NULL, and such a month falls back to weight_units below.
+    SELECT
+        * EXCLUDE (month_sev_dens),
+        try(
+            to_units6(allocation_pct) * to_units6(multiplier) * sev_num
+            * (list_reduce(month_sev_dens, lambda x, y: lcm(x, y)) // sev_den)
+        ) AS common_weight
+    FROM denominators
+),
+common_weights AS (
+    SELECT *, list(common_weight) OVER (PARTITION BY contract_id, period) AS month_weights
+    FROM exact_weights
+),
+lowest_weights AS (
+    -- divided by their greatest common divisor, to keep the products below small
+    SELECT
+        * EXCLUDE (month_weights),
+        try(common_weight // list_reduce(month_weights, lambda x, y: gcd(x, y))) AS exact_weight
+    FROM common_weights
+),
+fits AS (
+    SELECT
+        *,
+        exact_weight IS NOT NULL AND exact_weight < pow10(30)
+            AND try(total_units * exact_weight) IS NOT NULL AS exact_fits
+    FROM lowest_weights
+),
+chosen AS (
+    -- points are exact as weight_units; an at-risk month is split on its exact weights whenever
+    -- they fit HUGEINT with the total (almost always), else on weight_units (cut at 10^-20)
+    SELECT
+        *,
+        regime = 'at_risk_pool'
+            AND bool_and(exact_fits) OVER (PARTITION BY contract_id, period) AS split_exact
+    FROM fits
+),
+shares AS (
+    SELECT
+        * EXCLUDE (common_weight),
+        CASE WHEN split_exact THEN exact_weight ELSE weight_units END AS split_weight,
+        sum(CASE WHEN split_exact THEN exact_weight ELSE weight_units END)
+            OVER (PARTITION BY contract_id, period) AS total_split_weight
+    FROM chosen
 ),
 floored AS (
     -- each share cut toward zero to the amount scale; the remainder decides the missing units
     SELECT
         *,
-        CASE WHEN total_weight_units > 0
-             THEN (total_units * weight_units) // total_weight_units ELSE 0 END AS floor_units,
-        CASE WHEN total_weight_units > 0
-             THEN (total_units * weight_units) % total_weight_units ELSE 0 END AS remainder_units
+        CASE WHEN total_split_weight > 0
+             THEN (total_units * split_weight) // total_split_weight ELSE 0 END AS floor_units,
+        CASE WHEN total_split_weight > 0
+             THEN (total_units * split_weight) % total_split_weight ELSE 0 END AS remainder_units
     FROM shares
 ),
 ranked AS (
@@ -226,21 +337,24 @@ ranked AS (
 amounts AS (
     SELECT
         *,
-        -- exact for at_risk_pool; for points the KPI's share of the stepped credit before the cap,
-        -- for the reader only (rounded to 10 places: the amount is split from the rounded total)
+        -- for the reader, rounded to 18 places: at risk A x allocation x severity x multiplier;
+        -- for points the KPI's share of the stepped credit before the cap (the amount is split
+        -- from the rounded total)
         CASE
-            WHEN regime = 'at_risk_pool' THEN CAST(at_risk_amount * weight AS DECIMAL(38, 28))
-            WHEN total_weight_units > 0 THEN CAST(
+            WHEN regime = 'at_risk_pool' THEN from_units18(muldiv_round(
+                credit_terms_units, severity_numerator, severity_denominator, pow10(6), 'half_up'))
+            WHEN total_split_weight > 0 THEN CAST(
                 div_round(coalesce(points_pct, 0) * charges * points, points_total, 10, 'half_up')
-                AS DECIMAL(38, 28))
+                AS DECIMAL(38, 18))
         END AS uncapped_amount,
         CASE
-            WHEN split_total IS NULL
-                THEN round_to(at_risk_amount * weight, amount_scale, rounding_mode)
-            -- units of the last place back to money: an exact quotient by 10^amount_scale
-            ELSE div_round(
+            -- A x allocation x multiplier x severity fraction, one exact division rounded once
+            WHEN split_total IS NULL THEN product_ratio_round(
+                credit_terms_units, severity_numerator, severity_denominator,
+                amount_scale, rounding_mode)
+            ELSE from_units(
                 floor_units + CASE WHEN remainder_rank <= missing_units THEN 1 ELSE 0 END,
-                pow10(amount_scale), amount_scale, 'down')
+                amount_scale)
         END AS amount
     FROM ranked
 ),
@@ -291,8 +405,11 @@ SELECT
     -- the failure
     a.value, a.target, a.direction, a.no_data, a.consecutive_failures,
     -- scoring
-    a.credit_model, a.minimum, a.band, a.band_worse_than, a.severity, a.band_points, a.points,
-    a.repeat_multiplier, a.multiplier, a.weight,
+    a.credit_model, a.minimum, a.band, a.band_worse_than, a.severity,
+    CAST(a.severity_numerator AS DECIMAL(38, 0)) AS severity_numerator,
+    CAST(a.severity_denominator AS DECIMAL(38, 0)) AS severity_denominator,
+    a.band_points, a.points, a.repeat_multiplier, a.multiplier,
+    CAST(a.weight_units AS DECIMAL(38, 0)) * CAST('0.00000000000000000001' AS DECIMAL(38, 20)) AS weight,
     -- the month
     a.charges, a.at_risk_pct, a.at_risk_amount, a.allocation_pct, a.uncapped_amount,
     a.points_total, a.points_pct, a.uncapped_total AS month_uncapped_total,
@@ -335,10 +452,8 @@ JOIN calc_month_charges ch USING (contract_id, period)
 JOIN month_failures mf USING (contract_id, period)
 WHERE k.bonus_pct IS NOT NULL
   AND r.status = 'met'
-  AND CASE r.direction
-        WHEN 'higher_is_better' THEN r.value >= k.bonus_at_or_better
-        ELSE r.value <= k.bonus_at_or_better
-      END
+  -- at or better: not strictly worse, compared exactly on the actual's fraction
+  AND NOT worse_than(r.direction, r.actual_numerator, r.actual_denominator, k.bonus_at_or_better)
 ORDER BY r.contract_id, r.period, r.kpi_order;
 
 CREATE OR REPLACE TEMP TABLE calc_credit_lines AS

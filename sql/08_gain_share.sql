@@ -22,12 +22,14 @@
 -- window end, or the contract end when that comes first) is in calc_months; months before the
 -- contract start are not part of it.
 --
--- Money stays DECIMAL throughout; nothing is divided. A product's scale is the sum of its operands'
--- (baseline 6 + units 6 + factor 10 = 22), and a window sum of those times threshold_pct or a tier
--- share (6 more) would leave DECIMAL(38, 28) only 10 integer digits: a portfolio-sized baseline
--- would overflow. So each month's baseline cost, actual cost and savings are cast to
--- DECIMAL(38, 12) (26 integer digits). The inputs carry 6 places, so only an indexed baseline's
--- product is cut there, at 10^-12, far below the amount scale the line is rounded to once.
+-- Round once: nothing is divided and nothing is cut before the line. A product's scale is the sum
+-- of its operands' (baseline 6 + units 6 + factor at most 10 = 22), so each month's baseline
+-- cost, actual cost and savings are exact as DECIMAL(38, 22) (16 integer digits). Times
+-- threshold_pct or a tier share (6 more places) a window's figures would leave DECIMAL(38, 28)
+-- only 10 integer digits, so those products are taken in integers instead: the window's figures
+-- as counts of 10^-22 (to_units22) times the 6-place share, held as a floor and a remainder
+-- (muldiv_floor / muldiv_rem). The threshold and the cap compare them exactly, and the provider
+-- amount is rounded once from them (round_floor_rem) with the contract's mode and scale.
 
 -- Numbers for descriptions: x as text with thousands separators (when sep), its fraction cut to
 -- max_dp places (callers round first) and trailing zeros dropped down to min_dp places. Built from
@@ -146,21 +148,26 @@ SELECT
     units, charges,
     baseline, baseline_from, baseline_agreed_on, baseline_reason,
     index_factor, baseline_factor,
-    -- DECIMAL(38, 12) here: see the header (6 + 6 + 10 places would leave 16 integer digits)
-    CAST(CASE measure
-        WHEN 'unit_cost' THEN CAST(baseline * units AS DECIMAL(38, 12)) * baseline_factor
-        WHEN 'total_cost' THEN baseline * baseline_factor
-        ELSE baseline * value_per_unit
-    END AS DECIMAL(38, 12)) AS baseline_cost,
-    CAST(CASE measure
-        WHEN 'volume' THEN units * value_per_unit
-        ELSE charges
-    END AS DECIMAL(38, 12)) AS actual_cost,
-    CAST(CASE measure
-        WHEN 'unit_cost' THEN CAST(baseline * units AS DECIMAL(38, 12)) * baseline_factor - charges
-        WHEN 'total_cost' THEN baseline * baseline_factor - charges
-        ELSE (baseline - units) * value_per_unit
-    END AS DECIMAL(38, 12)) AS savings
+    -- exact at 22 places (see the header); each branch is cast on its own, since a CASE over
+    -- DECIMALs of different scales silently takes the narrower one
+    CASE measure
+        WHEN 'unit_cost'
+            THEN CAST(CAST(baseline * units AS DECIMAL(38, 12)) * baseline_factor AS DECIMAL(38, 22))
+        WHEN 'total_cost' THEN CAST(baseline * baseline_factor AS DECIMAL(38, 22))
+        ELSE CAST(baseline * value_per_unit AS DECIMAL(38, 22))
+    END AS baseline_cost,
+    CASE measure
+        WHEN 'volume' THEN CAST(units * value_per_unit AS DECIMAL(38, 22))
+        ELSE CAST(charges AS DECIMAL(38, 22))
+    END AS actual_cost,
+    CASE measure
+        WHEN 'unit_cost' THEN CAST(
+            CAST(baseline * units AS DECIMAL(38, 12)) * baseline_factor AS DECIMAL(38, 22))
+            - CAST(charges AS DECIMAL(38, 22))
+        WHEN 'total_cost'
+            THEN CAST(baseline * baseline_factor AS DECIMAL(38, 22)) - CAST(charges AS DECIMAL(38, 22))
+        ELSE CAST((baseline - units) * value_per_unit AS DECIMAL(38, 22))
+    END AS savings
 FROM with_baseline
 ORDER BY contract_id, period;
 
@@ -221,9 +228,22 @@ thresholds AS (
     SELECT
         w.*,
         g.threshold_pct, g.pain_share, g.cap,
-        g.threshold_pct * w.baseline_cost AS threshold_amount,
-        -- the cliff: strictly below the threshold nothing is shared, at the threshold all of it is
-        w.has_baseline AND abs(w.savings) < g.threshold_pct * w.baseline_cost AS below_threshold,
+        -- threshold_pct x B exactly, in units of 10^-22: a floor and a remainder in millionths
+        muldiv_floor(to_units22(w.baseline_cost), to_units6(g.threshold_pct), pow10(6))
+            AS threshold_units,
+        muldiv_rem(to_units22(w.baseline_cost), to_units6(g.threshold_pct), pow10(6))
+            AS threshold_rem,
+        -- the cliff: strictly below the threshold nothing is shared, at the threshold all of it
+        -- is; |S| < floor + rem / 10^6 exactly when |S| < floor, or |S| = floor and rem > 0
+        w.has_baseline AND (
+            abs(to_units22(w.savings))
+                < muldiv_floor(to_units22(w.baseline_cost), to_units6(g.threshold_pct), pow10(6))
+            OR (abs(to_units22(w.savings))
+                    = muldiv_floor(to_units22(w.baseline_cost), to_units6(g.threshold_pct),
+                                   pow10(6))
+                AND muldiv_rem(to_units22(w.baseline_cost), to_units6(g.threshold_pct),
+                               pow10(6)) > 0)
+        ) AS below_threshold,
         CASE WHEN w.savings >= 0 THEN 'gain' WHEN w.savings < 0 THEN 'pain' END AS kind
     FROM window_totals w
     JOIN cfg_gain_share g USING (contract_id)
@@ -232,8 +252,12 @@ tier_parts AS (
     -- the part of |S| inside each tier (lower_bound, up_to]: tiers are marginal, like bands
     SELECT
         t.contract_id, t.window_start, tr.tier, tr.provider_share,
-        greatest(least(abs(t.savings), coalesce(tr.up_to, abs(t.savings))) - tr.lower_bound, 0)
-            AS part,
+        -- every operand cast to one type: least / greatest take the narrower decimal scale
+        greatest(
+            least(abs(t.savings), coalesce(CAST(tr.up_to AS DECIMAL(38, 22)), abs(t.savings)))
+                - CAST(tr.lower_bound AS DECIMAL(38, 22)),
+            CAST(0 AS DECIMAL(38, 22))
+        ) AS part,
         t.rounding_mode, t.amount_scale
     FROM thresholds t
     JOIN cfg_gain_tiers tr ON tr.contract_id = t.contract_id AND tr.kind = t.kind
@@ -242,7 +266,10 @@ tier_parts AS (
 tiered AS (
     SELECT
         contract_id, window_start,
-        sum(provider_share * part) AS tiered_abs,
+        -- sum of provider_share x part exactly: floors in units of 10^-22, remainders in
+        -- millionths of that unit
+        sum(muldiv_floor(to_units22(part), to_units6(provider_share), pow10(6))) AS tiered_floor,
+        sum(muldiv_rem(to_units22(part), to_units6(provider_share), pow10(6))) AS tiered_rem,
         string_agg(
             gain_share_fmt(
                 round_to(part, amount_scale, rounding_mode), amount_scale, amount_scale, false
@@ -253,46 +280,53 @@ tiered AS (
     WHERE part > 0
     GROUP BY ALL
 ),
+exact_tiers AS (
+    -- the tiered share of |S| as floor + rem / 10^6 units of 10^-22, the remainders carried
+    SELECT
+        contract_id, window_start, tiers_applied,
+        tiered_floor + tiered_rem // pow10(6) AS tiered_floor,
+        tiered_rem % pow10(6) AS tiered_rem
+    FROM tiered
+),
 signed AS (
     SELECT
         t.*,
-        coalesce(x.tiered_abs, 0) AS tiered_abs,
+        coalesce(x.tiered_floor, 0) AS tiered_floor,
+        coalesce(x.tiered_rem, 0) AS tiered_rem,
         x.tiers_applied,
         f.gate_failures IS NOT NULL AS gate_failed,
         f.gate_failures,
         b.baseline_reason, b.baseline_values,
+        -- the sign of the provider amount: + a gain, - an overrun (credited only when the contract
+        -- shares pain), 0 when nothing is shared
         CASE
-            WHEN t.kind = 'gain' THEN coalesce(x.tiered_abs, 0)
-            ELSE -coalesce(x.tiered_abs, 0)
-        END AS tiered_amount,
-        -- an overrun is only credited to the client when the contract shares pain
-        CASE
-            WHEN t.kind = 'gain' THEN coalesce(x.tiered_abs, 0)
-            WHEN t.pain_share THEN -coalesce(x.tiered_abs, 0)
+            WHEN t.kind = 'gain' THEN 1
+            WHEN t.pain_share THEN -1
             ELSE 0
-        END AS shared_amount
+        END AS shared_sign,
+        CASE WHEN t.kind = 'gain' THEN 1 ELSE -1 END AS tiered_sign
     FROM thresholds t
-    LEFT JOIN tiered x USING (contract_id, window_start)
+    LEFT JOIN exact_tiers x USING (contract_id, window_start)
     LEFT JOIN gate_failures f USING (contract_id, window_start)
     LEFT JOIN baselines_used b USING (contract_id, window_start)
 ),
 capped AS (
+    -- the cap is on the absolute amount: above it when the floor passes it, or equals it with a
+    -- remainder left
     SELECT
         *,
-        cap IS NOT NULL AND abs(shared_amount) > cap AS capped,
-        CASE
-            WHEN cap IS NOT NULL AND shared_amount > cap THEN cap
-            WHEN cap IS NOT NULL AND shared_amount < -cap THEN -cap
-            ELSE shared_amount
-        END AS capped_amount
+        cap IS NOT NULL AND shared_sign <> 0 AND (
+            tiered_floor > to_units22(cap) OR (tiered_floor = to_units22(cap) AND tiered_rem > 0)
+        ) AS capped
     FROM signed
 ),
 gated AS (
     -- a failed gate withholds a gain only: an overrun is credited to the client regardless
     SELECT
         *,
-        gate_failed AND capped_amount > 0 AS gated,
-        CASE WHEN gate_failed AND capped_amount > 0 THEN 0 ELSE capped_amount END AS final_amount
+        gate_failed AND shared_sign > 0 AND (tiered_floor > 0 OR tiered_rem > 0) AS gated,
+        -- the sign of what is billed after the gate
+        CASE WHEN gate_failed AND shared_sign > 0 THEN 0 ELSE shared_sign END AS final_sign
     FROM capped
 ),
 labelled AS (
@@ -311,14 +345,20 @@ SELECT
     first_period, months, settle_every, measure,
     CAST(volume AS DECIMAL(38, 6)) AS volume,
     value_per_unit,
-    CAST(baseline_cost AS DECIMAL(38, 12)) AS baseline_cost,
-    CAST(actual_cost AS DECIMAL(38, 12)) AS actual_cost,
-    CAST(savings AS DECIMAL(38, 12)) AS savings,
+    CAST(baseline_cost AS DECIMAL(38, 22)) AS baseline_cost,
+    CAST(actual_cost AS DECIMAL(38, 22)) AS actual_cost,
+    CAST(savings AS DECIMAL(38, 22)) AS savings,
     CAST(threshold_pct AS DECIMAL(38, 6)) AS threshold_pct,
-    CAST(threshold_amount AS DECIMAL(38, 18)) AS threshold_amount,
+    -- for the reader, rounded to 18 places (the cliff above compares the exact figure)
+    from_units18(round_floor_rem(threshold_units, threshold_rem, pow10(6), pow10(4), 'half_up', true))
+        AS threshold_amount,
     coalesce(below_threshold, false) AS below_threshold,
     kind,
-    CAST(tiered_amount AS DECIMAL(38, 18)) AS tiered_amount,
+    -- for the reader, rounded to 18 places: the amounts below are rounded once from the exact
+    -- floor and remainder
+    tiered_sign * from_units18(
+        round_floor_rem(tiered_floor, tiered_rem, pow10(6), pow10(4), 'half_up', true)
+    ) AS tiered_amount,
     tiers_applied,
     pain_share,
     CAST(cap AS DECIMAL(38, 6)) AS cap,
@@ -326,8 +366,19 @@ SELECT
     gate_failed,
     gate_failures,
     gated,
-    CAST(final_amount AS DECIMAL(38, 18)) AS provider_amount_unrounded,
-    round_to(final_amount, amount_scale, rounding_mode) AS provider_amount,
+    CASE
+        WHEN capped THEN final_sign * CAST(cap AS DECIMAL(38, 18))
+        ELSE final_sign * from_units18(
+            round_floor_rem(tiered_floor, tiered_rem, pow10(6), pow10(4), 'half_up', true))
+    END AS provider_amount_unrounded,
+    -- rounded once, at the line: the cap (6 places) or the exact tiered share
+    CASE
+        WHEN capped THEN final_sign * round_to(cap, amount_scale, rounding_mode)
+        ELSE final_sign * from_units(
+            round_floor_rem(tiered_floor, tiered_rem, pow10(6), pow10(22 - amount_scale),
+                            rounding_mode, final_sign > 0),
+            amount_scale)
+    END AS provider_amount,
     CASE
         WHEN NOT has_baseline THEN 'no_baseline'
         WHEN below_threshold THEN 'below_threshold'

@@ -300,9 +300,10 @@ def test_binary_credit(ws):
         ("lower_is_better", "0.05", "0.10", "0.0612", "0.224", "1120.00"),
         # below the minimum: clamped to 1; 10,000 x 0.50 = 5,000.00
         ("higher_is_better", "0.80", "0.70", "0.60", "1", "5000.00"),
-        # 0.01 / 0.15 = 0.0666...: severity is rounded to 6 places (0.066667) before it is used,
-        # so 10,000 x 0.50 x 0.066667 = 333.335 -> 333.34 (not 333.33 from the unrounded ratio)
-        ("higher_is_better", "0.80", "0.65", "0.79", "0.066667", "333.34"),
+        # 0.01 / 0.15 = 0.0666...: the stored severity shows 6 places (0.066667), but the money is
+        # one exact division rounded at the line (SPEC 1): 10,000 x 0.50 x 0.01 / 0.15 =
+        # 5,000 / 15 = 333.333... -> 333.33 (a severity rounded first would give 333.335 -> 333.34)
+        ("higher_is_better", "0.80", "0.65", "0.79", "0.066667", "333.33"),
     ],
 )
 def test_linear_credit(ws, direction, target, minimum, actual, severity, amount):

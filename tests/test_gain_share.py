@@ -339,6 +339,43 @@ def test_indexed_baseline_moves_with_the_contract_factor(ws):
     assert n["provider_amount"] == D("540.00")
 
 
+def test_indexed_baseline_is_not_cut_before_the_line(ws):
+    # CPI 2023-09 = 100, 2023-10 = 103.123457: the review in 2024-01 (lag 3) gives the change
+    # 103.123457 / 100 - 1 = 0.03123457 and, at factor_scale 10, the factor 1.03123457.
+    indexation = {
+        "index_id": "CPI",
+        "base_period": "2023-09",
+        "first_review": "2024-01",
+        "review_every_months": 12,
+        "lag_months": 3,
+        "factor_scale": 10,
+        "applies_to": ["voice"],
+    }
+    total = {
+        "measure": "total_cost",
+        "settle_every": "month",
+        "baseline_indexed": True,
+        "threshold_pct": "0",
+        "baselines": [{"effective_from": "2024-01", "value": "106065.940943"}],
+        "tiers": [{"provider_share": "1.0"}],
+    }
+    ws.contract(contract("EXACT", rate="50.00", gain_share=total, indexation=indexation))
+    ws.index_values([("CPI", "2023-09", "100"), ("CPI", "2023-10", "103.123457")])
+    ws.volumes(months("EXACT", {"2024-01": "1000"}))
+    ws.settle("2024-01")
+
+    [w] = windows(ws, "EXACT")
+    # B = 106,065.940943 x 1.03123457 = 109,378.86499999999951 (6 + 8 places, all kept)
+    assert w["baseline_cost"] == D("109378.86499999999951")
+    # C = 1,000 x round(50.00 x 1.03123457, 4) = 1,000 x 51.5617 = 51,561.70
+    assert w["actual_cost"] == D("51561.70")
+    # S = 57,817.16499999999951; the provider's 100% rounds once, half up: 57,817.16. Cut to 12
+    # places first, S would read 57,817.165000000000 and bill 57,817.17.
+    assert w["savings"] == D("57817.16499999999951")
+    assert w["provider_amount"] == D("57817.16")
+    assert gain_share_lines(ws, "EXACT") == {"2024-01": D("57817.16")}
+
+
 def test_volume_measure_values_avoided_contacts(ws):
     volume = {
         "measure": "volume",
