@@ -125,9 +125,11 @@ CREATE TABLE IF NOT EXISTS kpi_results (
     period DATE,
     kpi_id VARCHAR,
     kpi_order INTEGER,
-    value DECIMAL(38, 10),              -- the KPI value compared with target
+    value DECIMAL(38, 10),              -- the KPI value shown (6 places for a measured one)
     numerator DECIMAL(38, 6),
     denominator DECIMAL(38, 6),
+    actual_numerator DECIMAL(38, 6),    -- the actual as an exact fraction: what met / failed,
+    actual_denominator DECIMAL(38, 6),  -- bands and severity compare (an input value is value / 1)
     source VARCHAR,
     target DECIMAL(20, 6),
     target_from DATE,
@@ -159,20 +161,22 @@ CREATE TABLE IF NOT EXISTS service_credits (
     minimum DECIMAL(20, 6),
     band INTEGER,
     band_worse_than DECIMAL(20, 6),
-    severity DECIMAL(38, 6),
+    severity DECIMAL(38, 6),            -- for reading; money uses the exact fraction below
+    severity_numerator DECIMAL(38, 0),
+    severity_denominator DECIMAL(38, 0),
     band_points DECIMAL(20, 6),
     points DECIMAL(38, 12),
     repeat_multiplier DECIMAL(20, 6),
     multiplier DECIMAL(38, 6),
-    weight DECIMAL(38, 18),
+    weight DECIMAL(38, 20),
     charges DECIMAL(38, 4),
     at_risk_pct DECIMAL(20, 6),
     at_risk_amount DECIMAL(38, 10),
     allocation_pct DECIMAL(20, 6),
-    uncapped_amount DECIMAL(38, 28),    -- exact, before the monthly cap
+    uncapped_amount DECIMAL(38, 18),    -- before the monthly cap (for reading, 18 places)
     points_total DECIMAL(38, 12),
     points_pct DECIMAL(20, 6),
-    month_uncapped_total DECIMAL(38, 28),
+    month_uncapped_total DECIMAL(38, 18),
     monthly_cap_pct DECIMAL(20, 6),
     cap_amount DECIMAL(38, 10),         -- exact: monthly_cap_pct x charges
     capped BOOLEAN,
@@ -201,9 +205,9 @@ CREATE TABLE IF NOT EXISTS gain_share (
     measure VARCHAR,
     volume DECIMAL(38, 6),
     value_per_unit DECIMAL(20, 6),
-    baseline_cost DECIMAL(38, 12),
-    actual_cost DECIMAL(38, 12),
-    savings DECIMAL(38, 12),
+    baseline_cost DECIMAL(38, 22),
+    actual_cost DECIMAL(38, 22),
+    savings DECIMAL(38, 22),
     threshold_pct DECIMAL(38, 6),
     threshold_amount DECIMAL(38, 18),
     below_threshold BOOLEAN,
@@ -246,9 +250,9 @@ CREATE TABLE IF NOT EXISTS gain_share_months (
     baseline_reason VARCHAR,
     index_factor DECIMAL(38, 10),
     baseline_factor DECIMAL(38, 10),
-    baseline_cost DECIMAL(38, 12),
-    actual_cost DECIMAL(38, 12),
-    savings DECIMAL(38, 12)
+    baseline_cost DECIMAL(38, 22),
+    actual_cost DECIMAL(38, 22),
+    savings DECIMAL(38, 22)
 );
 
 CREATE TABLE IF NOT EXISTS invoice_reconciliation (
