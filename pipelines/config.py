@@ -382,23 +382,6 @@ def _pydantic_reason(err: dict[str, Any]) -> str:
     return msg
 
 
-def _reject_empty_lists(raw: Any, path: str, file: str) -> None:
-    """`target: []` or `basket: []` would silently mean "none": a list given holds an entry."""
-    pending = [(raw, path)]
-    while pending:
-        node, where = pending.pop()
-        if isinstance(node, dict):
-            for key, value in node.items():
-                key_path = f"{where}.{key}" if where else str(key)
-                if isinstance(value, list) and not value:
-                    raise ConfigError(
-                        file, key_path, "is an empty list: give at least one entry or leave it out"
-                    )
-                pending.append((value, key_path))
-        elif isinstance(node, list):
-            pending.extend((item, f"{where}[{i}]") for i, item in enumerate(node))
-
-
 def load_contract(path: Path, root: Path | None = None) -> LoadedContract:
     name = str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
     try:
@@ -409,7 +392,6 @@ def load_contract(path: Path, root: Path | None = None) -> LoadedContract:
         raise ConfigError(name, exc.path, exc.reason) from None
     if not isinstance(raw, dict):
         raise ConfigError(name, "", "a contract file must be a mapping of keys")
-    _reject_empty_lists(raw, "", name)
     _normalise_targets(raw)
     try:
         terms = Contract.model_validate(raw)

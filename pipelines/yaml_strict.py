@@ -166,16 +166,17 @@ def _number(text: str) -> int | Decimal:
         return text
 
 
-def _scalar(event: ev.ScalarEvent, stack: list[_Frame]) -> Any:
-    value = event.value
-    if event.tag is not None and event.tag != "!":
-        if event.tag == _STR_TAG:
-            return value
-        raise YamlError(
-            _path(stack), f"tags ({event.tag}) are not supported ({_where(event.start_mark)})"
-        )
-    if event.style or not event.implicit[0]:
-        return value  # quoted or block text: always a string
+_NUMBER_START = frozenset("0123456789+-.")
+
+
+def _plain(value: str) -> Any:
+    """A plain (unquoted, untagged) scalar under the YAML 1.2 core schema."""
+    if value[:1] not in _NUMBER_START:  # most scalars are keys and words: skip the patterns
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        return None if value in _NULL else value
     if value in _NULL:
         return None
     if value in _TRUE:
@@ -191,31 +192,66 @@ def _scalar(event: ev.ScalarEvent, stack: list[_Frame]) -> Any:
     return value
 
 
-def loads(text: str, max_depth: int = MAX_DEPTH) -> Any:
-    """One YAML document as plain dicts, lists and scalars, under the rules in the module doc."""
+# The core schema's own tags (`!!float '19700'` is what PyYAML's dumper writes for a Decimal): the
+# tagged text must then read as that type. Any other tag is refused.
+_TAG_TYPES: dict[str, tuple[type, ...]] = {
+    "tag:yaml.org,2002:int": (int,),
+    "tag:yaml.org,2002:float": (int, Decimal),
+    "tag:yaml.org,2002:bool": (bool,),
+    "tag:yaml.org,2002:null": (type(None),),
+}
+
+
+def _scalar(event: ev.ScalarEvent, stack: list[_Frame]) -> Any:
+    value, tag = event.value, event.tag
+    if tag is None or tag == "!":
+        if event.style or not event.implicit[0]:
+            return value  # quoted or block text: always a string
+        return _plain(value)
+    if tag == _STR_TAG:
+        return value
+    types = _TAG_TYPES.get(tag)
+    if types is None:
+        raise YamlError(
+            _path(stack), f"tags ({tag}) are not supported ({_where(event.start_mark)})"
+        )
+    typed = _plain(value)
+    if isinstance(typed, bool) and bool not in types or not isinstance(typed, types):
+        raise YamlError(
+            _path(stack),
+            f"{value!r} is not a valid {tag.rsplit(':', 1)[-1]} ({_where(event.start_mark)})",
+        )
+    return Decimal(typed) if tag.endswith(":float") and isinstance(typed, int) else typed
+
+
+def loads(text: str, max_depth: int = MAX_DEPTH, empty_lists: bool = False) -> Any:
+    """One YAML document as plain dicts, lists and scalars, under the rules in the module doc.
+
+    With `empty_lists=False` a `[]` is an error too: in a contract it would silently mean "none"
+    (`target: []`, `basket: []`); leaving the key out says so instead."""
     parser = _Parser(text)
     stack: list[_Frame] = []
     result: Any = None
     documents = 0
+    scalar, mapping, sequence = ev.ScalarEvent, ev.MappingStartEvent, ev.SequenceStartEvent
+    ends = (ev.MappingEndEvent, ev.SequenceEndEvent)
     try:
         while parser.check_event():
             event = parser.get_event()
-            if (
-                isinstance(event, ev.ScalarEvent | ev.MappingStartEvent | ev.SequenceStartEvent)
-                and event.anchor is not None
-            ):
+            kind = type(event)  # dispatch on the exact class: the loop runs once per event
+            if (kind is scalar or kind is mapping or kind is sequence) and event.anchor:
                 raise YamlError(
                     _path(stack),
                     f"anchors (&{event.anchor}) and aliases are not supported "
                     f"({_where(event.start_mark)}): write the value out in full",
                 )
-            if isinstance(event, ev.ScalarEvent):
+            if kind is scalar:
                 value = _scalar(event, stack)
                 if stack:
                     _add(stack, value, event, is_scalar=True)
                 else:
                     result = value
-            elif isinstance(event, ev.MappingStartEvent | ev.SequenceStartEvent):
+            elif kind is mapping or kind is sequence:
                 if event.tag is not None and event.tag != "!":
                     raise YamlError(
                         _path(stack),
@@ -232,20 +268,26 @@ def loads(text: str, max_depth: int = MAX_DEPTH) -> Any:
                         f"a key must be plain text, not a list or mapping "
                         f"({_where(event.start_mark)})",
                     )
-                stack.append(_Frame(isinstance(event, ev.MappingStartEvent)))
-            elif isinstance(event, ev.MappingEndEvent | ev.SequenceEndEvent):
+                stack.append(_Frame(kind is mapping))
+            elif kind in ends:
                 done = stack.pop()
+                if not empty_lists and not done.is_map and not done.items:
+                    raise YamlError(
+                        _path(stack),
+                        f"is an empty list ({_where(event.start_mark)}): give at least one "
+                        "entry or leave the key out",
+                    )
                 if stack:
                     _add(stack, done.items, event, is_scalar=False)
                 else:
                     result = done.items
-            elif isinstance(event, ev.AliasEvent):
+            elif kind is ev.AliasEvent:
                 raise YamlError(
                     _path(stack),
                     f"aliases (*{event.anchor}) are not supported "
                     f"({_where(event.start_mark)}): write the value out in full",
                 )
-            elif isinstance(event, ev.DocumentStartEvent):
+            elif kind is ev.DocumentStartEvent:
                 documents += 1
                 if documents > 1:
                     raise YamlError(
@@ -254,7 +296,9 @@ def loads(text: str, max_depth: int = MAX_DEPTH) -> Any:
                         "one contract per file",
                     )
     except yaml.YAMLError as exc:
-        raise YamlError(_path(stack), _syntax(exc)) from None
+        # the key path so far is misleading when the syntax itself is broken: give the line
+        mark = getattr(exc, "problem_mark", None)
+        raise YamlError(_where(mark) if mark else "", _syntax(exc)) from None
     return result
 
 
@@ -299,8 +343,6 @@ def _syntax(exc: yaml.YAMLError) -> str:
         return f"not valid YAML: {exc.reason} at character {exc.position}"
     mark = getattr(exc, "problem_mark", None)
     reason = f"not valid YAML: {getattr(exc, 'problem', None) or exc}"
-    if mark is not None:
-        reason += f" ({_where(mark)})"
     start, context = getattr(exc, "context_mark", None), getattr(exc, "context", None)
     if start is not None and context and (mark is None or start.line != mark.line):
         reason += f" ({context} that starts on line {start.line + 1})"
