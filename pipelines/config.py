@@ -19,8 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import hashlib
-import logging
 import re
+import sys
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -408,7 +408,8 @@ def load_contract(path: Path, root: Path | None = None) -> LoadedContract:
     )
 
 
-_log = logging.getLogger("settle")
+def _note_on_stderr(message: str) -> None:
+    print(message, file=sys.stderr)  # with the progress lines: stdout carries results only
 
 
 def load_contracts(
@@ -423,11 +424,12 @@ def load_contracts(
         raise SettleError(f"{directory}: contracts folder not found")
     found = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
     files = [f for f in found if not f.name.startswith(".")]
+    root = directory.parent
     for skipped in sorted(set(found) - set(files)):
-        (note or _log.warning)(f"note: skipping hidden file {skipped} (not read as a contract)")
+        shown = skipped.relative_to(root)
+        (note or _note_on_stderr)(f"note: skipping hidden file {shown} (not read as a contract)")
     if not files:
         raise SettleError(f"{directory}: no contract files (*.yaml) found")
-    root = directory.parent
     contracts = [load_contract(f, root) for f in files]
     seen: dict[str, str] = {}
     for c in contracts:

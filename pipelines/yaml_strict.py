@@ -87,8 +87,7 @@ def read_bytes(path: Path) -> bytes:
         info = os.stat(path)
     except FileNotFoundError:
         if os.path.islink(path):
-            target = os.readlink(path)
-            raise YamlError("", f"is a symbolic link to a missing file ({target})") from None
+            raise YamlError("", "is a symbolic link to a missing file") from None
         raise YamlError("", "file not found") from None
     except OSError as exc:
         raise YamlError("", f"cannot be read: {exc.strerror}") from None
