@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import cli
-from pipelines.config import ALWAYS_KNOWN, load_contract
+from pipelines.config import ALWAYS_KNOWN, ConfigError, load_contract
 from pipelines.terms import build_rows
 from tests.conftest import Workspace
 
@@ -539,3 +539,351 @@ def test_loading_stays_fast(tmp_path):
     started = time.monotonic()
     assert len(load_contracts(folder)) == 200
     assert time.monotonic() - started < 10
+
+
+# --------------------------------------------------------------------------- every rule, enforced
+
+POINTS = (
+    GOOD[: GOOD.index("service_credits:")]
+    + (
+        "service_credits:\n"
+        "  regime: points\n"
+        "  kpis:\n"
+        "    - id: sl_80_20\n"
+        "      target: 0.80\n"
+        "      points_bands: [{worse_than: 0.80, points: 1}, {worse_than: 0.70, points: 3}]\n"
+        "      measure: {metric: service_level, service_line: voice, threshold_s: 20}\n"
+    )
+    + GOOD[GOOD.index("gain_share:") :]
+)
+
+VOICE_BANDS = "        bands:\n          - {up_to: 50000, rate: 2.40}\n          - {rate: 1.90}\n"
+
+# (id, base text, old, new, key path, reason): each cross-key rule of config.py and the README's
+# "rules checked on load", broken once. The reasons are the rule's text, not recomputed.
+RULES = [
+    (
+        "dated_entries_out_of_order",
+        GOOD,
+        "      target: 0.80\n",
+        "      target: [{effective_from: 2024-01, value: 0.8},\n"
+        "               {effective_from: 2024-01, value: 0.9}]\n",
+        "service_credits.kpis[0].target[1].effective_from",
+        "2024-01 is not after the previous entry's 2024-01",
+    ),
+    (
+        "first_dated_entry_after_start",
+        GOOD,
+        "      - effective_from: 2024-01\n        model: graduated",
+        "      - effective_from: 2024-02\n        model: graduated",
+        "service_lines[0].pricing[0].effective_from",
+        "2024-02 is after the contract start 2024-01",
+    ),
+    (
+        "per_unit_with_two_bands",
+        GOOD,
+        "model: graduated",
+        "model: per_unit",
+        "service_lines[0].pricing[0].bands",
+        "model per_unit takes exactly one band, no up_to",
+    ),
+    (
+        "package_without_price",
+        GOOD,
+        "        package_price: 50.00\n",
+        "",
+        "service_lines[1].pricing[0]",
+        "model package needs package_size and package_price",
+    ),
+    (
+        "package_with_bands",
+        GOOD,
+        "        package_price: 50.00\n",
+        "        package_price: 50.00\n        bands: [{rate: 1}]\n",
+        "service_lines[1].pricing[0].bands",
+        "model package takes no bands",
+    ),
+    (
+        "package_keys_on_a_banded_line",
+        GOOD,
+        "        model: graduated\n",
+        "        model: graduated\n        package_size: 10\n",
+        "service_lines[0].pricing[0]",
+        "package_size/package_price only apply to model package",
+    ),
+    (
+        "banded_model_without_bands",
+        GOOD,
+        "        model: graduated\n" + VOICE_BANDS,
+        "        model: volume\n",
+        "service_lines[0].pricing[0].bands",
+        "model volume needs at least one band",
+    ),
+    (
+        "open_band_not_last",
+        GOOD,
+        "{up_to: 50000, rate: 2.40}",
+        "{rate: 2.40}",
+        "service_lines[0].pricing[0].bands[0].up_to",
+        "only the last band may be open-ended (no up_to)",
+    ),
+    (
+        "last_band_not_open",
+        GOOD,
+        "{rate: 1.90}",
+        "{up_to: 90000, rate: 1.90}",
+        "service_lines[0].pricing[0].bands[1].up_to",
+        "the last band must be open-ended (no up_to), got 90000",
+    ),
+    (
+        "minimum_charge_above_maximum",
+        GOOD,
+        "        model: graduated\n",
+        "        model: graduated\n        minimum_charge: 500\n        maximum_charge: 100\n",
+        "service_lines[0].pricing[0].minimum_charge",
+        "500 is above maximum_charge 100",
+    ),
+    (
+        "surge_on_a_stairstep_line",
+        GOOD,
+        "        model: graduated\n",
+        "        model: stairstep\n        surge: {over_forecast_pct: 0.1, rate: 3}\n",
+        "service_lines[0].pricing[0].surge",
+        "a stairstep line has no unit rate to surge",
+    ),
+    (
+        "contract_ends_before_it_starts",
+        GOOD,
+        "end: 2024-12",
+        "end: 2023-12",
+        "end",
+        "2023-12 is before start 2024-01",
+    ),
+    (
+        "fee_before_the_contract_start",
+        GOOD,
+        "effective_from: 2024-07}",
+        "effective_from: 2023-07}",
+        "fixed_fees[1].effective_from",
+        "is before the contract start",
+    ),
+    (
+        "fee_id_shared_with_a_service_line",
+        GOOD,
+        "  - {id: platform, amount: 1000.00",
+        "  - {id: mail, amount: 1000.00",
+        "fixed_fees",
+        "ids shared with service lines: ['mail']",
+    ),
+    (
+        "linear_minimum_not_worse_than_the_target",
+        GOOD,
+        "      minimum: 0.10\n",
+        "      minimum: 0.04\n",
+        "service_credits.kpis[1].minimum",
+        "0.04 must be above every target (0.05) for a lower_is_better KPI",
+    ),
+    (
+        "allocation_missing_in_the_pool_regime",
+        GOOD,
+        "      allocation_pct: 0.40\n",
+        "",
+        "service_credits.kpis[1].allocation_pct",
+        "required in the at_risk_pool regime",
+    ),
+    (
+        "at_risk_pct_missing",
+        GOOD,
+        "  at_risk_pct: 0.10\n",
+        "",
+        "service_credits.at_risk_pct",
+        "required in at_risk_pool",
+    ),
+    (
+        "bands_model_without_bands",
+        GOOD,
+        "credit: {model: linear}",
+        "credit: {model: bands}",
+        "service_credits.kpis[1].credit.bands",
+        "the bands credit model needs bands",
+    ),
+    (
+        "bands_under_another_model",
+        GOOD,
+        "credit: {model: linear}",
+        "credit: {model: linear, bands: [{worse_than: 0.08, pct: 0.5}]}",
+        "service_credits.kpis[1].credit.bands",
+        "bands need credit model bands",
+    ),
+    (
+        "bonus_worse_than_the_target",
+        GOOD,
+        "      allocation_pct: 0.60\n",
+        "      allocation_pct: 0.60\n      bonus: {at_or_better: 0.70, pct_of_charges: 0.01}\n",
+        "service_credits.kpis[0].bonus.at_or_better",
+        "0.7 is worse than the target 0.8",
+    ),
+    (
+        "measure_on_an_unknown_service_line",
+        GOOD,
+        "service_line: voice",
+        "service_line: chat",
+        "service_credits.kpis[0].measure.service_line",
+        "chat is not a service line",
+    ),
+    (
+        "service_level_without_threshold",
+        GOOD,
+        ", threshold_s: 20}",
+        "}",
+        "service_credits.kpis[0].measure.threshold_s",
+        "service_level needs threshold_s",
+    ),
+    (
+        "exclude_short_without_short_abandon_s",
+        GOOD,
+        ", threshold_s: 20}",
+        ", threshold_s: 20, abandons: exclude_short}",
+        "service_credits.kpis[0].measure.short_abandon_s",
+        "abandons: exclude_short needs it",
+    ),
+    (
+        "points_regime_kpi_without_points_bands",
+        POINTS,
+        "      points_bands: [{worse_than: 0.80, points: 1}, {worse_than: 0.70, points: 3}]\n",
+        "",
+        "service_credits.kpis[0].points_bands",
+        "required in the points regime",
+    ),
+    (
+        "points_regime_without_a_scale",
+        POINTS,
+        "  regime: points\n",
+        "  regime: points\n",
+        "service_credits.points_to_credit_pct",
+        "required in the points regime",
+    ),
+    (
+        "points_scale_not_increasing",
+        POINTS,
+        "  regime: points\n",
+        "  regime: points\n  points_to_credit_pct: [{from_points: 2, pct: 0.01}, "
+        "{from_points: 2, pct: 0.02}]\n",
+        "service_credits.points_to_credit_pct[1].from_points",
+        "2 is not above the previous 2",
+    ),
+    (
+        "index_id_and_basket",
+        GOOD,
+        "  index_id: UK_CPI\n",
+        "  index_id: UK_CPI\n  basket: [{index_id: UK_CPI, weight: 1}]\n",
+        "indexation",
+        "give either index_id or basket, not both/neither",
+    ),
+    (
+        "basket_with_indexed_share",
+        GOOD,
+        "  index_id: UK_CPI\n",
+        "  basket: [{index_id: UK_CPI, weight: 1}]\n  indexed_share: 0.5\n",
+        "indexation.indexed_share",
+        "a basket sets its own weights",
+    ),
+    (
+        "basket_weights_above_one",
+        GOOD,
+        "  index_id: UK_CPI\n",
+        "  basket: [{index_id: UK_CPI, weight: 0.6}, {index_id: UK_AWE, weight: 0.5}]\n",
+        "indexation.basket",
+        "weights add up to 1.1, above 1",
+    ),
+    (
+        "first_review_not_after_base",
+        GOOD,
+        "first_review: 2024-04",
+        "first_review: 2023-10",
+        "indexation.first_review",
+        "must be after base_period",
+    ),
+    (
+        "floor_above_cap",
+        GOOD,
+        "  lag_months: 3\n",
+        "  lag_months: 3\n  cap: 0.03\n  floor: 0.05\n",
+        "indexation.floor",
+        "0.05 is above cap 0.03",
+    ),
+    (
+        "scope_names_an_unknown_item",
+        GOOD,
+        "scope: [voice]",
+        "scope: [chat]",
+        "gain_share.scope[0]",
+        "chat is neither a service line nor a fixed fee of this contract",
+    ),
+    (
+        "volume_measure_without_value_per_unit",
+        GOOD,
+        "  scope: [voice]\n",
+        "  scope: [voice]\n  measure: volume\n",
+        "gain_share.value_per_unit",
+        "measure volume needs value_per_unit",
+    ),
+    (
+        "value_per_unit_on_a_cost_measure",
+        GOOD,
+        "  scope: [voice]\n",
+        "  scope: [voice]\n  value_per_unit: 1\n",
+        "gain_share.value_per_unit",
+        "only applies to measure volume",
+    ),
+    (
+        "last_tier_not_open",
+        GOOD,
+        "tiers: [{provider_share: 0.50}]",
+        "tiers: [{up_to: 100, provider_share: 0.50}]",
+        "gain_share.tiers[0].up_to",
+        "the last tier must be open-ended (no up_to), got 100",
+    ),
+    (
+        "baseline_after_the_start",
+        GOOD,
+        "baselines: [{effective_from: 2024-01",
+        "baselines: [{effective_from: 2024-03",
+        "gain_share.baselines[0].effective_from",
+        "2024-03 is after the contract start 2024-01",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("base", "old", "new", "path", "reason"), [r[1:] for r in RULES], ids=[r[0] for r in RULES]
+)
+def test_every_rule_is_enforced_with_its_key_path(tmp_path, base, old, new, path, reason):
+    assert old in base, old
+    file = tmp_path / "c.yaml"
+    file.write_text(base.replace(old, new, 1))
+    with pytest.raises(ConfigError) as refused:
+        load_contract(file, tmp_path)
+    assert (refused.value.file, refused.value.path) == ("c.yaml", path)
+    assert reason in refused.value.reason
+
+
+def test_the_rule_cases_start_from_valid_contracts(tmp_path):
+    for name, text in (
+        ("good.yaml", GOOD),
+        (
+            "points.yaml",
+            POINTS.replace(
+                "  regime: points\n",
+                "  regime: points\n  points_to_credit_pct: [{from_points: 1, pct: 0.01}]\n",
+            ),
+        ),
+    ):
+        (tmp_path / name).write_text(text)
+        load_contract(tmp_path / name)
+
+
+def test_a_file_that_is_not_a_mapping(tmp_path):
+    (tmp_path / "c.yaml").write_text("- voice\n- chat\n")
+    with pytest.raises(ConfigError, match="a contract file must be a mapping of keys"):
+        load_contract(tmp_path / "c.yaml")
