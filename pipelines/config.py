@@ -43,6 +43,10 @@ class ConfigError(SettleError):
     """A contract file that cannot be settled: file, key path and reason."""
 
     def __init__(self, file: str, path: str, reason: str):
+        if len(reason) > 400:  # one paragraph, whatever value the reason quotes
+            reason = reason[:300] + " ... " + reason[-60:]
+        if len(path) > 200:
+            path = path[:150] + "..." + path[-40:]
         self.file, self.path, self.reason = file, path, reason
         where = f"{file}: {path}: " if path else f"{file}: "
         super().__init__(where + reason)
@@ -51,10 +55,19 @@ class ConfigError(SettleError):
 # --------------------------------------------------------------------------- field types
 
 
+def _show(value: Any, quote: bool = True) -> str:
+    """A value quoted in an error, cut short: the error is one paragraph, whatever the input."""
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= 60 else text[:50] + "..." + text[-6:]
+
+
 def _to_period(value: Any) -> dt.date:
     if isinstance(value, dt.date):
         return value.replace(day=1)
-    return parse_period(str(value))
+    try:
+        return parse_period(str(value))
+    except ValueError:
+        raise ValueError(f"{_show(value)} is not a month (YYYY-MM)") from None
 
 
 def _to_date(value: Any) -> dt.date:
@@ -66,7 +79,7 @@ def _to_date(value: Any) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
     except ValueError as exc:
-        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
+        raise ValueError(f"{_show(text)} is not a date (YYYY-MM-DD)") from exc
 
 
 def _to_decimal(value: Any) -> Decimal:
@@ -80,17 +93,17 @@ def _to_decimal(value: Any) -> Decimal:
         try:
             number = Decimal(value.replace("_", ""))
         except (ValueError, InvalidOperation):
-            raise ValueError(f"{value!r} is not a number") from None
+            raise ValueError(f"{_show(value)} is not a number") from None
     else:
         raise ValueError(f"expected a number, got {type(value).__name__}")
     if not number.is_finite():
-        raise ValueError(f"{value} is not a finite number")
+        raise ValueError(f"{_show(value, quote=False)} is not a finite number")
     if number.as_tuple().exponent < -CONFIG_SCALE:  # type: ignore[operator]
-        raise ValueError(f"{value} has more than {CONFIG_SCALE} decimal places")
+        raise ValueError(f"{_show(value, quote=False)} has more than {CONFIG_SCALE} decimal places")
     if number and number.adjusted() >= MAX_CONFIG_DIGITS:
         raise ValueError(
-            f"{value} is too large: contract numbers have at most {MAX_CONFIG_DIGITS} digits "
-            "before the decimal point"
+            f"{_show(value, quote=False)} is too large: contract numbers have at most "
+            f"{MAX_CONFIG_DIGITS} digits before the decimal point"
         )
     return number
 
@@ -332,7 +345,8 @@ def _normalise_targets(raw: dict[str, Any]) -> None:
     credits = raw.get("service_credits")
     if not isinstance(credits, dict):
         return
-    for kpi in credits.get("kpis") or []:
+    kpis = credits.get("kpis")
+    for kpi in kpis if isinstance(kpis, list) else []:  # anything else: pydantic names the key
         if isinstance(kpi, dict) and not isinstance(kpi.get("target"), list | type(None)):
             kpi["target"] = [{"effective_from": raw.get("start"), "value": kpi["target"]}]
 
@@ -378,7 +392,7 @@ def _pydantic_reason(err: dict[str, Any]) -> str:
     msg = msg.removeprefix("Value error, ")
     value = err.get("input")
     if kind.startswith(("literal", "enum")) or "greater" in kind or "less" in kind:
-        return f"{value!r}: {msg}"
+        return f"{_show(value)}: {msg}"
     return msg
 
 

@@ -141,7 +141,7 @@ def alias_bomb() -> str:
         refs = ",".join([f"*l{level - 1}"] * 9)
         lines.append(f"l{level}: &l{level} [{refs}]")
     # pad to the 4.5 KB with more references to the top level
-    lines.append("boom: [" + ",".join(["*l9"] * 700) + "]")
+    lines.append("boom: [" + ",".join(["*l9"] * 1000) + "]")
     return "\n".join(lines) + "\n"
 
 
