@@ -101,7 +101,10 @@ def read_bytes(path: Path) -> bytes:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise YamlError("", f"is {_kind(info.st_mode)}, not a contract file")
-        data = handle.read(MAX_BYTES + 1)
+        try:
+            data = handle.read(MAX_BYTES + 1)
+        except OSError as exc:
+            raise YamlError("", f"cannot be read: {exc.strerror}") from None
     if len(data) > MAX_BYTES:
         raise YamlError("", f"is larger than {MAX_BYTES // (1024 * 1024)} MB")
     return data
@@ -111,6 +114,11 @@ def decode(data: bytes) -> str:
     """UTF-8 text (a UTF-8 byte order mark is allowed); the error names the first bad byte."""
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         raise YamlError("", "is UTF-16 (it starts with a UTF-16 byte order mark); save it as UTF-8")
+    if b"\x00" in data:
+        at = data.index(b"\x00")
+        raise YamlError(
+            "", f"holds a NUL byte at byte offset {at} (UTF-16 without a byte order mark?)"
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

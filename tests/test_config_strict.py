@@ -356,6 +356,12 @@ CASES = [
         [f"{CFG}: ", "is UTF-16"],
     ),
     Case(
+        "utf16_without_a_byte_order_mark",
+        write_bytes(GOOD.encode("utf-16-le")),
+        # "c" is 63 00 in UTF-16-LE: the first NUL is byte 1
+        [f"{CFG}: ", "holds a NUL byte at byte offset 1"],
+    ),
+    Case(
         "control_character",
         edit("currency: GBP", "currency: G\x01BP"),
         [f"{CFG}: ", "control characters are not allowed"],
