@@ -319,8 +319,11 @@ def _add(stack: list[_Frame], value: Any, event: ev.Event, is_scalar: bool) -> N
         top.key = _NO_KEY
         return
     # `value` is a key
-    if not is_scalar or isinstance(value, bool | type(None)):
-        raise YamlError(_path(stack), f"a key must be plain text ({_where(event.start_mark)})")
+    if not is_scalar or not isinstance(value, str):
+        # every key of a contract is a word; `1:` or `true:` is a slip (quote it if meant)
+        raise YamlError(
+            _path(stack), f"a key must be text, not {value!r} ({_where(event.start_mark)})"
+        )
     if value == "<<" and not getattr(event, "style", None):
         raise YamlError(
             _path(stack),

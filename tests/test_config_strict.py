@@ -339,6 +339,11 @@ CASES = [
         [f"{CFG}: currency: ", "tags (tag:yaml.org,2002:python/name:os.system) are not supported"],
     ),
     Case(
+        "number_as_a_key",
+        edit("  lag_months: 3\n", "  lag_months: 3\n  12: monthly\n"),
+        [f"{CFG}: indexation: ", "a key must be text, not 12"],
+    ),
+    Case(
         "two_documents",
         lambda ws: (ws.contracts_dir / FILE).write_text(GOOD + "---\n" + GOOD),
         [f"{CFG}: ", "more than one YAML document"],
