@@ -4,23 +4,34 @@ Mutations are drawn over the good contract of `test_config_strict`: keys deleted
 for other types or extreme numbers, lines duplicated (duplicate keys), bytes inserted. Whatever
 comes out, `load_contract` either returns terms that `terms.build_tables` can store, or raises a
 `ConfigError` naming the file, in one short paragraph. Any other exception is a bug: a traceback
-for the user. Bounded to a few seconds; `SETTLE_FUZZ_EXAMPLES=5000` runs more cases locally.
+for the user. A smaller number of mutations go through `settle run` on a settled database: exit 0
+or 1, never a traceback, and the database untouched on 1. Bounded to well under a minute;
+`SETTLE_FUZZ_EXAMPLES=5000 SETTLE_FUZZ_CLI_EXAMPLES=500` runs more cases locally.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
+import sys
+import tempfile
+from contextlib import redirect_stderr, redirect_stdout
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
+from unittest import mock
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipelines import cli
 from pipelines.config import ConfigError, load_contract
 from pipelines.terms import build_tables
 from pipelines.yaml_strict import loads
-from tests.test_config_strict import GOOD, POINTS
+from tests.test_config_strict import FILE, GOOD, POINTS, settle_good
 
 
 class _Dumper(yaml.SafeDumper):
@@ -131,3 +142,41 @@ def test_a_mutated_contract_loads_or_fails_with_one_config_error(tmp_path, data)
         assert len(str(exc)) < 1000 and "\n" not in str(exc)
         return
     build_tables([loaded])  # what validates must also fit the term tables
+
+
+@pytest.fixture(scope="module")
+def settled(tmp_path_factory):
+    return settle_good(tmp_path_factory.mktemp("settled"))
+
+
+@settings(
+    max_examples=int(os.environ.get("SETTLE_FUZZ_CLI_EXAMPLES", "25")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=mutated())
+def test_settle_run_on_a_mutated_contract_exits_0_or_1_and_writes_nothing_on_1(settled, data):
+    """Through the whole command: whatever validates must also settle (or stop cleanly)."""
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        shutil.copytree(settled.contracts_dir, root / "contracts_config")
+        shutil.copytree(settled.data_dir, root / "data")
+        shutil.copy(settled.db, root / "settlement.duckdb")
+        (root / "contracts_config" / FILE).write_bytes(data)
+        db = root / "settlement.duckdb"
+        before = db.read_bytes()
+        argv = ["settle", "run", "--contracts", str(root / "contracts_config")]
+        argv += ["--data", str(root / "data"), "--db", str(db), "--period", "2024-02"]
+        out, err = io.StringIO(), io.StringIO()
+        with mock.patch.object(sys, "argv", argv), redirect_stdout(out), redirect_stderr(err):
+            try:
+                cli.entry()
+                code = 0
+            except SystemExit as exited:
+                code = exited.code or 0
+        text = out.getvalue() + err.getvalue()
+        assert "Traceback" not in text
+        assert code in (0, 1), text
+        if code == 1:
+            assert db.read_bytes() == before
+            assert not Path(f"{db}.wal").exists()

@@ -88,10 +88,9 @@ FILE = "acme.yaml"
 CFG = f"contracts_config/{FILE}"
 
 
-@pytest.fixture(scope="module")
-def settled(tmp_path_factory):
+def settle_good(root: Path) -> Workspace:
     """The good contract with January 2024 settled into the database."""
-    template = Workspace(tmp_path_factory.mktemp("settled"))
+    template = Workspace(root)
     template.contract(GOOD, FILE)
     template.volumes(
         [("ACME-01", "voice", "2024-01", "1000"), ("ACME-01", "mail", "2024-01", "250")]
@@ -104,6 +103,11 @@ def settled(tmp_path_factory):
     assert template.lines("2024-01")["usage:voice"] == D("2400.00")
     assert template.lines("2024-01")["usage:mail"] == D("150.00")
     return template
+
+
+@pytest.fixture(scope="module")
+def settled(tmp_path_factory):
+    return settle_good(tmp_path_factory.mktemp("settled"))
 
 
 @pytest.fixture
