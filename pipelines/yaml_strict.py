@@ -4,8 +4,11 @@ A contract file decides money, so the YAML it is written in may not be ambiguous
 
 - **One key, once.** A key repeated in a mapping is an error naming both lines (PyYAML would keep
   the last one silently, so `{rate: 2.40, rate: 9.99}` would bill at 9.99).
-- **No anchors, aliases, merge keys (`<<`) or tags.** Every value is written out where it applies.
-  This also makes an "alias bomb" (a few KB that expands to gigabytes) fail on its first `&`.
+- **No anchors, aliases or merge keys (`<<`).** Every value is written out where it applies. This
+  also makes an "alias bomb" (a few KB that expands to gigabytes) fail on its first `&`. Tags are
+  refused too, except the core schema's own (`!!str`, `!!int`, `!!float`, `!!bool`, `!!null`).
+- **Keys are text, lists hold entries.** `12:` as a key is a slip, and an empty list (`target:
+  []`) would silently mean "none"; both are refused (`loads(..., empty_lists=True)` allows `[]`).
 - **Bounded.** At most `MAX_DEPTH` levels of nesting and `MAX_BYTES` bytes. Depth is counted on
   libyaml's event stream, which is iterative: nothing deep ever reaches a recursive composer
   (PyYAML's C composer segfaults on 30,000 levels, its Python constructor raises RecursionError).
