@@ -74,6 +74,9 @@ def money(value: float, places: str = "0.01") -> Decimal:
 class _Dumper(yaml.SafeDumper):
     """Decimals as plain YAML numbers (the loader reads them back exactly from the text)."""
 
+    def ignore_aliases(self, data: object) -> bool:
+        return True  # contract files may not use anchors or aliases: write every value out
+
 
 _Dumper.add_representer(
     Decimal, lambda d, v: d.represent_scalar("tag:yaml.org,2002:float", format(v, "f"))

@@ -7,7 +7,11 @@ error names the file, the key path and the reason, e.g.
 `contracts_config/acme.yaml: service_lines[0].pricing[0].bands[2]: up_to 80000 is not above the
 previous band's 80000`.
 
-YAML numbers are read as `Decimal` from their literal text: `2.40` never passes through a float.
+The YAML itself is read by `yaml_strict` (duplicate keys, aliases, deep nesting, non-UTF-8 bytes
+and non-regular files are refused there). Numbers arrive as `Decimal` read from their literal text:
+`2.40` never passes through a float. Defaults that depend on other keys (a fee's start, a pricing
+entry's itemisation, the monthly cap, ...) are resolved here, once, by `_resolve_defaults`:
+`terms.py` only maps the resolved terms to tables.
 """
 
 from __future__ import annotations
@@ -16,45 +20,33 @@ import datetime as dt
 import difflib
 import hashlib
 import re
-from decimal import Decimal
+import sys
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from .errors import SettleError
 from .money import CONFIG_SCALE, MAX_AMOUNT_SCALE, MAX_FACTOR_SCALE, MAX_RATE_SCALE, ZERO
 from .periods import parse_period
+from .yaml_strict import YamlError, decode, loads, read_bytes
 
-# --------------------------------------------------------------------------- YAML with Decimals
-
-
-# The C parser when PyYAML was built with libyaml (8x faster on a large portfolio); the
-# constructors below run in Python either way.
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _DecimalLoader(_SafeLoader):
-    """SafeLoader that keeps numbers exact and leaves `2024-01` style months as text."""
-
-
-def _construct_decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Decimal:
-    text = loader.construct_scalar(node).replace("_", "")
-    return Decimal(text)
-
-
-_DecimalLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
-# Dates stay strings so that `2024-09-12` and `2024-01` are parsed by one rule each.
-_DecimalLoader.add_constructor(
-    "tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node)
-)
+# Config numbers land in DECIMAL(20, 6) term tables (terms.py): 14 digits before the point.
+MAX_CONFIG_DIGITS = 14
+# The day before any contract could start: entries without `agreed_on` were always known.
+ALWAYS_KNOWN = dt.date(1900, 1, 1)
 
 
 class ConfigError(SettleError):
     """A contract file that cannot be settled: file, key path and reason."""
 
     def __init__(self, file: str, path: str, reason: str):
+        if len(reason) > 400:  # one paragraph, whatever value the reason quotes
+            reason = reason[:300] + " ... " + reason[-60:]
+        if len(path) > 200:
+            path = path[:150] + "..." + path[-40:]
         self.file, self.path, self.reason = file, path, reason
         where = f"{file}: {path}: " if path else f"{file}: "
         super().__init__(where + reason)
@@ -63,10 +55,19 @@ class ConfigError(SettleError):
 # --------------------------------------------------------------------------- field types
 
 
+def _show(value: Any, quote: bool = True) -> str:
+    """A value quoted in an error, cut short: the error is one paragraph, whatever the input."""
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= 60 else text[:50] + "..." + text[-6:]
+
+
 def _to_period(value: Any) -> dt.date:
     if isinstance(value, dt.date):
         return value.replace(day=1)
-    return parse_period(str(value))
+    try:
+        return parse_period(str(value))
+    except ValueError:
+        raise ValueError(f"{_show(value)} is not a month (YYYY-MM)") from None
 
 
 def _to_date(value: Any) -> dt.date:
@@ -78,7 +79,7 @@ def _to_date(value: Any) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
     except ValueError as exc:
-        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
+        raise ValueError(f"{_show(text)} is not a date (YYYY-MM-DD)") from exc
 
 
 def _to_decimal(value: Any) -> Decimal:
@@ -91,14 +92,19 @@ def _to_decimal(value: Any) -> Decimal:
     elif isinstance(value, str):
         try:
             number = Decimal(value.replace("_", ""))
-        except Exception as exc:
-            raise ValueError(f"{value!r} is not a number") from exc
+        except (ValueError, InvalidOperation):
+            raise ValueError(f"{_show(value)} is not a number") from None
     else:
         raise ValueError(f"expected a number, got {type(value).__name__}")
     if not number.is_finite():
-        raise ValueError(f"{value} is not a finite number")
+        raise ValueError(f"{_show(value, quote=False)} is not a finite number")
     if number.as_tuple().exponent < -CONFIG_SCALE:  # type: ignore[operator]
-        raise ValueError(f"{value} has more than {CONFIG_SCALE} decimal places")
+        raise ValueError(f"{_show(value, quote=False)} has more than {CONFIG_SCALE} decimal places")
+    if number and number.adjusted() >= MAX_CONFIG_DIGITS:
+        raise ValueError(
+            f"{_show(value, quote=False)} is too large: contract numbers have at most "
+            f"{MAX_CONFIG_DIGITS} digits before the decimal point"
+        )
     return number
 
 
@@ -106,6 +112,10 @@ Period = Annotated[dt.date, BeforeValidator(_to_period)]
 Date = Annotated[dt.date, BeforeValidator(_to_date)]
 Dec = Annotated[Decimal, BeforeValidator(_to_decimal)]
 Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=80)]
+# `true` or `false` only: pydantic would otherwise read "yes", "off", 1 or "0" as booleans.
+Flag = Annotated[bool, Field(strict=True)]
+# Seconds: at most a day, which keeps every threshold far inside INT32 and microsecond arithmetic.
+Seconds = Annotated[int, Field(ge=0, le=86_400)]
 
 
 class Strict(BaseModel):
@@ -154,14 +164,14 @@ class Pricing(Dated):
     minimum_charge: Dec | None = Field(None, ge=0)
     maximum_charge: Dec | None = Field(None, ge=0)
     surge: Surge | None = None
-    itemise_bands: bool | None = None
+    itemise_bands: Flag | None = None
 
 
 class ServiceLine(Strict):
     id: Id
     description: str | None = None
     unit: Literal["contact", "minute", "hour", "fte", "transaction"] = "contact"
-    itemise_bands: bool = False
+    itemise_bands: Flag = False
     pricing: list[Pricing] = Field(min_length=1)
 
 
@@ -169,7 +179,7 @@ class FixedFee(Strict):
     id: Id
     description: str | None = None
     amount: Dec = Field(ge=0)
-    indexed: bool = False
+    indexed: Flag = False
     effective_from: Period | None = None
     agreed_on: Date | None = None
     reason: str | None = None
@@ -222,11 +232,11 @@ class Bonus(Strict):
 class Measure(Strict):
     metric: Literal["service_level", "abandon_rate", "asa_s", "aht_s", "fcr", "csat"]
     service_line: Id
-    threshold_s: int | None = Field(None, ge=0)
+    threshold_s: Seconds | None = None
     abandons: Literal[
         "ignore", "count_as_failed", "count_as_met", "exclude_short", "exclude_within_threshold"
     ] = "ignore"
-    short_abandon_s: int | None = Field(None, ge=0)
+    short_abandon_s: Seconds | None = None
     csat_top_box: int | None = Field(None, ge=1, le=10)
 
 
@@ -244,7 +254,7 @@ class Kpi(Strict):
     bonus: Bonus | None = None
     critical_below: Dec | None = None
     no_data: Literal["no_data", "fail"] = "no_data"
-    required: bool = False
+    required: Flag = False
     measure: Measure | None = None
     # what the KPI's input values are, which bounds them (inputs.KPI_KINDS); see value_kind
     kind: Literal["share", "seconds", "count", "score"] | None = None
@@ -284,12 +294,12 @@ class GainShare(Strict):
     scope: list[Id] = Field(min_length=1)
     measure: Literal["unit_cost", "total_cost", "volume"] = "unit_cost"
     baselines: list[Baseline] = Field(min_length=1)
-    baseline_indexed: bool = False
+    baseline_indexed: Flag = False
     value_per_unit: Dec | None = Field(None, ge=0)
     settle_every: Literal["month", "quarter", "year"] = "quarter"
     threshold_pct: Dec = Field(ZERO, ge=0, le=1)
     tiers: list[Tier] = Field(min_length=1)
-    pain_share: bool = False
+    pain_share: Flag = False
     pain_tiers: list[Tier] | None = None
     cap: Dec | None = Field(None, ge=0)
     gates: list[Id] = Field(default_factory=list)
@@ -344,7 +354,8 @@ def _normalise_targets(raw: dict[str, Any]) -> None:
     credits = raw.get("service_credits")
     if not isinstance(credits, dict):
         return
-    for kpi in credits.get("kpis") or []:
+    kpis = credits.get("kpis")
+    for kpi in kpis if isinstance(kpis, list) else []:  # anything else: pydantic names the key
         if isinstance(kpi, dict) and not isinstance(kpi.get("target"), list | type(None)):
             kpi["target"] = [{"effective_from": raw.get("start"), "value": kpi["target"]}]
 
@@ -390,24 +401,18 @@ def _pydantic_reason(err: dict[str, Any]) -> str:
     msg = msg.removeprefix("Value error, ")
     value = err.get("input")
     if kind.startswith(("literal", "enum")) or "greater" in kind or "less" in kind:
-        return f"{value!r}: {msg}"
+        return f"{_show(value)}: {msg}"
     return msg
 
 
 def load_contract(path: Path, root: Path | None = None) -> LoadedContract:
-    data = path.read_bytes()
     name = str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
     try:
-        raw = yaml.load(data.decode("utf-8"), Loader=_DecimalLoader)  # noqa: S506 - SafeLoader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else ""
-        reason = f"not valid YAML: {getattr(exc, 'problem', None) or exc}"
-        start, context = getattr(exc, "context_mark", None), getattr(exc, "context", None)
-        if start is not None and context and (mark is None or start.line != mark.line):
-            # the real mistake is often where the construct began, not where parsing gave up
-            reason += f" ({context} that starts on line {start.line + 1})"
-        raise ConfigError(name, where, reason) from None
+        data = read_bytes(path)
+        text = decode(data)
+        raw = loads(text)
+    except YamlError as exc:
+        raise ConfigError(name, exc.path, exc.reason) from None
     if not isinstance(raw, dict):
         raise ConfigError(name, "", "a contract file must be a mapping of keys")
     _normalise_targets(raw)
@@ -416,23 +421,38 @@ def load_contract(path: Path, root: Path | None = None) -> LoadedContract:
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigError(name, _key_path(first["loc"]), _pydantic_reason(first)) from None
+    terms = _resolve_defaults(terms)
     check_rules(terms, name)
     return LoadedContract(
         file=name,
         sha256=hashlib.sha256(data).hexdigest(),
-        yaml_text=data.decode("utf-8"),
+        yaml_text=text,
         terms=terms,
     )
 
 
-def load_contracts(directory: Path, only: set[str] | None = None) -> list[LoadedContract]:
-    """Every `*.yaml` / `*.yml` in the folder, validated; fails on the first bad file."""
+def _note_on_stderr(message: str) -> None:
+    print(message, file=sys.stderr)  # with the progress lines: stdout carries results only
+
+
+def load_contracts(
+    directory: Path, only: set[str] | None = None, note: Callable[[str], None] | None = None
+) -> list[LoadedContract]:
+    """Every `*.yaml` / `*.yml` in the folder, validated; fails on the first bad file.
+
+    Hidden files (`.#acme.yaml` is an editor's lock file, `._acme.yaml` a macOS resource fork) are
+    skipped with a note. Any other entry that is not a regular file (a directory, a FIFO, a dangling
+    symlink) is an error: skipping it could silently drop a contract from the invoices."""
     if not directory.is_dir():
         raise SettleError(f"{directory}: contracts folder not found")
-    files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    found = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    files = [f for f in found if not f.name.startswith(".")]
+    root = directory.parent
+    for skipped in sorted(set(found) - set(files)):
+        shown = skipped.relative_to(root)
+        (note or _note_on_stderr)(f"note: skipping hidden file {shown} (not read as a contract)")
     if not files:
         raise SettleError(f"{directory}: no contract files (*.yaml) found")
-    root = directory.parent
     contracts = [load_contract(f, root) for f in files]
     seen: dict[str, str] = {}
     for c in contracts:
@@ -451,6 +471,76 @@ def load_contracts(directory: Path, only: set[str] | None = None) -> list[Loaded
             )
         contracts = [c for c in contracts if c.contract_id in only]
     return contracts
+
+
+# --------------------------------------------------------------------------- defaults
+
+
+def _resolve_defaults(c: Contract) -> Contract:
+    """Fill every default that depends on another key, so the terms say what is settled.
+
+    After this, no consumer needs a fallback: descriptions default to the id, `agreed_on` to
+    ALWAYS_KNOWN, a fee's `effective_from` to the contract start, a pricing entry's
+    `itemise_bands` to its service line's, `indexation.applies_to` to every service line and every
+    fee marked `indexed`, a single index's `indexed_share` to 1, `monthly_cap_pct` to
+    `at_risk_pct`, and `pain_tiers` to `tiers`."""
+
+    def dated(entry: Any, **more: Any) -> Any:
+        if entry.agreed_on is None:
+            more["agreed_on"] = ALWAYS_KNOWN
+        return entry.model_copy(update=more) if more else entry
+
+    lines = [
+        sl.model_copy(
+            update={
+                "description": sl.description or sl.id,
+                "pricing": [
+                    dated(
+                        p,
+                        **({"itemise_bands": sl.itemise_bands} if p.itemise_bands is None else {}),
+                    )
+                    for p in sl.pricing
+                ],
+            }
+        )
+        for sl in c.service_lines
+    ]
+    fees = [
+        dated(f, description=f.description or f.id, effective_from=f.effective_from or c.start)
+        for f in c.fixed_fees
+    ]
+    update: dict[str, Any] = {"service_lines": lines, "fixed_fees": fees}
+    ix = c.indexation
+    if ix is not None:
+        ix_update: dict[str, Any] = {}
+        if ix.applies_to is None:
+            every = [sl.id for sl in c.service_lines] + [f.id for f in c.fixed_fees if f.indexed]
+            ix_update["applies_to"] = list(dict.fromkeys(every))
+        if ix.basket is None and ix.indexed_share is None:
+            ix_update["indexed_share"] = Decimal(1)
+        update["indexation"] = ix.model_copy(update=ix_update)
+    sc = c.service_credits
+    if sc is not None:
+        kpis = [
+            k.model_copy(
+                update={
+                    "description": k.description or k.id,
+                    "target": [dated(t) for t in k.target],
+                }
+            )
+            for k in sc.kpis
+        ]
+        cap = sc.monthly_cap_pct if sc.monthly_cap_pct is not None else sc.at_risk_pct
+        update["service_credits"] = sc.model_copy(update={"kpis": kpis, "monthly_cap_pct": cap})
+    gs = c.gain_share
+    if gs is not None:
+        update["gain_share"] = gs.model_copy(
+            update={
+                "baselines": [dated(b) for b in gs.baselines],
+                "pain_tiers": gs.pain_tiers if gs.pain_tiers is not None else gs.tiers,
+            }
+        )
+    return c.model_copy(update=update)
 
 
 # --------------------------------------------------------------------------- cross-key rules
@@ -508,14 +598,22 @@ def _check_pricing(p: Pricing, path: str, file: str) -> None:
             raise ConfigError(file, path, "model package needs package_size and package_price")
         if p.bands:
             raise ConfigError(file, f"{path}.bands", "model package takes no bands")
-        return
-    if p.package_size is not None or p.package_price is not None:
-        raise ConfigError(file, path, "package_size/package_price only apply to model package")
-    if not p.bands:
-        raise ConfigError(file, f"{path}.bands", f"model {p.model} needs at least one band")
-    if p.model == "per_unit" and (len(p.bands) != 1 or p.bands[0].up_to is not None):
-        raise ConfigError(file, f"{path}.bands", "model per_unit takes exactly one band, no up_to")
-    _check_ladder(p.bands, f"{path}.bands", file, "band")
+        if p.minimum_units is not None:
+            raise ConfigError(
+                file,
+                f"{path}.minimum_units",
+                "a package line has no unit rate to bill a shortfall at",
+            )
+    else:
+        if p.package_size is not None or p.package_price is not None:
+            raise ConfigError(file, path, "package_size/package_price only apply to model package")
+        if not p.bands:
+            raise ConfigError(file, f"{path}.bands", f"model {p.model} needs at least one band")
+        if p.model == "per_unit" and (len(p.bands) != 1 or p.bands[0].up_to is not None):
+            raise ConfigError(
+                file, f"{path}.bands", "model per_unit takes exactly one band, no up_to"
+            )
+        _check_ladder(p.bands, f"{path}.bands", file, "band")
     floor, ceiling = p.minimum_charge, p.maximum_charge
     if floor is not None and ceiling is not None and floor > ceiling:
         raise ConfigError(
@@ -524,12 +622,11 @@ def _check_pricing(p: Pricing, path: str, file: str) -> None:
             f"{_fmt(p.minimum_charge)} is above maximum_charge {_fmt(p.maximum_charge)}",
         )
     if p.maximum_charge is not None and p.itemise_bands:
+        # itemise_bands is resolved from the service line when the entry does not set it
         raise ConfigError(
-            file, f"{path}.maximum_charge", "a capped line cannot be itemised per band"
-        )
-    if p.minimum_units is not None and p.model == "package":
-        raise ConfigError(
-            file, f"{path}.minimum_units", "a package line has no unit rate to bill a shortfall at"
+            file,
+            f"{path}.maximum_charge",
+            "a capped line cannot be itemised per band (itemise_bands: true)",
         )
     if p.surge is not None and p.model == "stairstep":
         raise ConfigError(file, f"{path}.surge", "a stairstep line has no unit rate to surge")
@@ -615,12 +712,6 @@ def check_rules(c: Contract, file: str) -> None:
         _check_dated(sl.pricing, f"service_lines[{i}].pricing", file, c.start)
         for j, p in enumerate(sl.pricing):
             _check_pricing(p, f"service_lines[{i}].pricing[{j}]", file)
-            if sl.itemise_bands and p.maximum_charge is not None:
-                raise ConfigError(
-                    file,
-                    f"service_lines[{i}].pricing[{j}].maximum_charge",
-                    "a capped line cannot be itemised per band (itemise_bands: true)",
-                )
     for i, fee in enumerate(c.fixed_fees):
         if fee.effective_from is not None and fee.effective_from < c.start:
             raise ConfigError(
@@ -673,15 +764,22 @@ def _check_fee_history(c: Contract, file: str) -> None:
     for i, fee in enumerate(c.fixed_fees):
         by_id.setdefault(fee.id, []).append((i, fee))
     for fee_id, entries in by_id.items():
-        starts = [(f.effective_from or c.start) for _, f in entries]
-        if len(set(starts)) != len(starts):
-            i = entries[-1][0]
-            raise ConfigError(
-                file,
-                f"fixed_fees[{i}]",
-                f"{fee_id} has two entries in force from the same month; "
-                "give each its own effective_from",
-            )
+        for (_, prev), (i, fee) in zip(entries, entries[1:], strict=False):
+            assert prev.effective_from is not None and fee.effective_from is not None
+            if fee.effective_from == prev.effective_from:
+                raise ConfigError(
+                    file,
+                    f"fixed_fees[{i}]",
+                    f"{fee_id} has two entries in force from the same month; "
+                    "give each its own effective_from",
+                )
+            if fee.effective_from < prev.effective_from:
+                raise ConfigError(
+                    file,
+                    f"fixed_fees[{i}].effective_from",
+                    f"{fee.effective_from:%Y-%m} is not after the previous {fee_id} entry's "
+                    f"{prev.effective_from:%Y-%m}: dated entries are in increasing order",
+                )
 
 
 def _check_indexation(ix: Indexation, file: str, lines: set[str], fees: set[str]) -> None:
@@ -706,6 +804,7 @@ def _check_indexation(ix: Indexation, file: str, lines: set[str], fees: set[str]
         )
     if ix.cap is not None and ix.floor is not None and ix.floor > ix.cap:
         raise ConfigError(file, "indexation.floor", f"{_fmt(ix.floor)} is above cap {_fmt(ix.cap)}")
+    _unique(ix.applies_to or [], "indexation.applies_to", file, key=None)
     for i, item in enumerate(ix.applies_to or []):
         if item not in lines | fees:
             raise ConfigError(
@@ -718,6 +817,8 @@ def _check_indexation(ix: Indexation, file: str, lines: set[str], fees: set[str]
 def _check_gain_share(c: Contract, file: str, lines: set[str], fees: set[str]) -> None:
     gs = c.gain_share
     assert gs is not None
+    _unique(gs.scope, "gain_share.scope", file, key=None)
+    _unique(gs.gates, "gain_share.gates", file, key=None)
     for i, item in enumerate(gs.scope):
         if item not in lines | fees:
             raise ConfigError(
@@ -741,9 +842,11 @@ def _check_gain_share(c: Contract, file: str, lines: set[str], fees: set[str]) -
             )
 
 
-def _unique(ids: list[str], path: str, file: str, key: str = "id") -> None:
-    seen: set[str] = set()
+def _unique(ids: list[str], path: str, file: str, key: str | None = "id") -> None:
+    """An id listed twice would count its item twice (scope, applies_to) or is a typo."""
+    seen: dict[str, int] = {}
     for i, item in enumerate(ids):
         if item in seen:
-            raise ConfigError(file, f"{path}[{i}].{key}", f"{item} appears twice")
-        seen.add(item)
+            where = f"{path}[{i}].{key}" if key else f"{path}[{i}]"
+            raise ConfigError(file, where, f"{item} appears twice (first at {path}[{seen[item]}])")
+        seen[item] = i

@@ -1,14 +1,15 @@
 """Validated contracts -> relational term tables (`cfg_*`) that the settlement SQL joins against.
 
-Python only reshapes here; it computes nothing. Each table is one grain of the contract YAML, so the
-SQL can resolve effective-dated entries for every contract and month at once (an ASOF join), and an
-auditor can read the terms in force next to the figures they produced (the tables are stored with
-each run in `run_terms`). Numbers stay `Decimal` and land as `DECIMAL(20, 6)`.
+Python only reshapes here; it computes nothing and resolves no default (`config.py` hands over
+terms with every default filled in, see `_resolve_defaults`). Each table is one grain of the
+contract YAML, so the SQL can resolve effective-dated entries for every contract and month at
+once (an ASOF join), and an auditor can read the terms in force next to the figures they produced
+(the tables are stored with each run in `run_terms`). Numbers stay `Decimal` and land as
+`DECIMAL(20, 6)`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 from collections.abc import Iterable
 from typing import Any
@@ -23,9 +24,6 @@ STR = pa.string()
 DATE = pa.date32()
 INT = pa.int32()
 BOOL = pa.bool_()
-
-# The day before any contract could start: entries without `agreed_on` were always known.
-ALWAYS_KNOWN = dt.date(1900, 1, 1)
 
 SCHEMAS: dict[str, dict[str, pa.DataType]] = {
     "cfg_contracts": {
@@ -196,10 +194,6 @@ SCHEMAS: dict[str, dict[str, pa.DataType]] = {
 }
 
 
-def _agreed(entry: Any) -> dt.date:
-    return entry.agreed_on or ALWAYS_KNOWN
-
-
 def _ladder(items: Iterable[Any]) -> list[tuple[int, Any, Any]]:
     """(1-based position, lower bound, item) for bands and tiers."""
     out, lower = [], 0
@@ -210,18 +204,14 @@ def _ladder(items: Iterable[Any]) -> list[tuple[int, Any, Any]]:
 
 
 def _indexed_items(c: Contract) -> set[str]:
-    if c.indexation is None:
-        return set()
-    if c.indexation.applies_to is not None:
-        return set(c.indexation.applies_to)
-    return {s.id for s in c.service_lines} | {f.id for f in c.fixed_fees if f.indexed}
+    return set(c.indexation.applies_to or []) if c.indexation is not None else set()
 
 
 def _kpi_rows(cid: str, k: Kpi, order: int) -> dict[str, Any]:
     return {
         "contract_id": cid,
         "kpi_id": k.id,
-        "description": k.description or k.id,
+        "description": k.description,
         "direction": k.direction,
         "minimum": k.minimum,
         "allocation_pct": k.allocation_pct,
@@ -245,20 +235,17 @@ def _dated(cid: str, kind: str, item: str, entry: Any) -> dict[str, Any]:
         "kind": kind,
         "item_id": item,
         "effective_from": entry.effective_from,
-        "agreed_on": _agreed(entry),
+        "agreed_on": entry.agreed_on,
         "reason": entry.reason,
         "fingerprint": hashlib.sha256(text.encode()).hexdigest()[:16],
     }
 
 
-def _dated_entries(cid: str, c: Contract, start: dt.date) -> list[dict[str, Any]]:
+def _dated_entries(cid: str, c: Contract) -> list[dict[str, Any]]:
     out = []
     for sl in c.service_lines:
         out += [_dated(cid, "pricing", sl.id, p) for p in sl.pricing]
-    for fee in c.fixed_fees:
-        row = _dated(cid, "fixed_fee", fee.id, fee)
-        row["effective_from"] = fee.effective_from or start
-        out.append(row)
+    out += [_dated(cid, "fixed_fee", fee.id, fee) for fee in c.fixed_fees]
     for k in c.service_credits.kpis if c.service_credits else []:
         out += [_dated(cid, "target", k.id, t) for t in k.target]
     if c.gain_share is not None:
@@ -271,7 +258,7 @@ def build_rows(contracts: list[LoadedContract]) -> dict[str, list[dict[str, Any]
     for order, loaded in enumerate(contracts):
         c, cid = loaded.terms, loaded.contract_id
         indexed = _indexed_items(c)
-        rows["cfg_dated_entries"] += _dated_entries(cid, c, c.start)
+        rows["cfg_dated_entries"] += _dated_entries(cid, c)
         rows["cfg_contracts"].append(
             {
                 "contract_id": cid,
@@ -296,7 +283,7 @@ def build_rows(contracts: list[LoadedContract]) -> dict[str, list[dict[str, Any]
                 {
                     "contract_id": cid,
                     "service_line_id": sl.id,
-                    "description": sl.description or sl.id,
+                    "description": sl.description,
                     "unit": sl.unit,
                     "indexed": sl.id in indexed,
                     "line_order": line_order,
@@ -311,7 +298,7 @@ def build_rows(contracts: list[LoadedContract]) -> dict[str, list[dict[str, Any]
                 rows["cfg_pricing"].append(
                     {
                         **key,
-                        "agreed_on": _agreed(p),
+                        "agreed_on": p.agreed_on,
                         "reason": p.reason,
                         "entry": entry,
                         "model": p.model,
@@ -322,9 +309,7 @@ def build_rows(contracts: list[LoadedContract]) -> dict[str, list[dict[str, Any]
                         "maximum_charge": p.maximum_charge,
                         "surge_over_forecast_pct": p.surge.over_forecast_pct if p.surge else None,
                         "surge_rate": p.surge.rate if p.surge else None,
-                        "itemise_bands": (
-                            p.itemise_bands if p.itemise_bands is not None else sl.itemise_bands
-                        ),
+                        "itemise_bands": p.itemise_bands,
                     }
                 )
                 for band, lower, b in _ladder(p.bands):
@@ -343,9 +328,9 @@ def build_rows(contracts: list[LoadedContract]) -> dict[str, list[dict[str, Any]
                 {
                     "contract_id": cid,
                     "fee_id": fee.id,
-                    "description": fee.description or fee.id,
-                    "effective_from": fee.effective_from or c.start,
-                    "agreed_on": _agreed(fee),
+                    "description": fee.description,
+                    "effective_from": fee.effective_from,
+                    "agreed_on": fee.agreed_on,
                     "reason": fee.reason,
                     "amount": fee.amount,
                     "indexed": fee.id in indexed,
@@ -370,7 +355,7 @@ def build_rows(contracts: list[LoadedContract]) -> dict[str, list[dict[str, Any]
             weights = (
                 [(b.index_id, b.weight) for b in ix.basket]
                 if ix.basket is not None
-                else [(ix.index_id, ix.indexed_share if ix.indexed_share is not None else 1)]
+                else [(ix.index_id, ix.indexed_share)]
             )
             for index_id, weight in weights:
                 rows["cfg_index_weights"].append(
@@ -378,14 +363,13 @@ def build_rows(contracts: list[LoadedContract]) -> dict[str, list[dict[str, Any]
                 )
         if c.service_credits is not None:
             sc = c.service_credits
-            cap = sc.monthly_cap_pct if sc.monthly_cap_pct is not None else sc.at_risk_pct
             rows["cfg_credit_regimes"].append(
                 {
                     "contract_id": cid,
                     "regime": sc.regime,
                     "at_risk_pct": sc.at_risk_pct,
                     "pool_pct": sc.pool_pct,
-                    "monthly_cap_pct": cap,
+                    "monthly_cap_pct": sc.monthly_cap_pct,
                 }
             )
             for step in sc.points_to_credit_pct or []:
@@ -400,7 +384,7 @@ def build_rows(contracts: list[LoadedContract]) -> dict[str, list[dict[str, Any]
                             "contract_id": cid,
                             "kpi_id": k.id,
                             "effective_from": t.effective_from,
-                            "agreed_on": _agreed(t),
+                            "agreed_on": t.agreed_on,
                             "reason": t.reason,
                             "target": t.value,
                         }
@@ -462,12 +446,12 @@ def build_rows(contracts: list[LoadedContract]) -> dict[str, list[dict[str, Any]
                     {
                         "contract_id": cid,
                         "effective_from": b.effective_from,
-                        "agreed_on": _agreed(b),
+                        "agreed_on": b.agreed_on,
                         "reason": b.reason,
                         "value": b.value,
                     }
                 )
-            for kind, tiers in (("gain", gs.tiers), ("pain", gs.pain_tiers or gs.tiers)):
+            for kind, tiers in (("gain", gs.tiers), ("pain", gs.pain_tiers)):
                 for tier, lower, t in _ladder(tiers):
                     rows["cfg_gain_tiers"].append(
                         {
