@@ -191,8 +191,9 @@ def test_usage_with_bands(portfolio):
 def test_surge(portfolio):
     text = explain(portfolio.db, "2024-01", "surge:voice")
     # threshold forecast 1,200 x 1.10 = 1,320; 1,500 - 1,320 = 180 surge units x 3.00 = 540.00
-    assert "the threshold forecast x (1 + over_forecast_pct) is 1,320" in text
-    assert "so 180 are surge units" in text
+    # the forecast, the over-forecast share and the threshold are stored on the line
+    assert "forecast 1,200 x (1 + 10%) = threshold 1,320, so 180 are surge units" in text
+    assert "1,320 stay in the bands" in text
     assert "Amount: 180 x 3.00 = 540.00" in text
     assert "Amount: 540.00 GBP (surge)" in text
 
@@ -201,7 +202,12 @@ def test_minimum(portfolio):
     text = explain(portfolio.db, "2024-02", "minimum:voice")
     # 600 units against a minimum of 800: 200 short x the first band's 2.00 = 400.00
     assert "the month's 600 units of voice are below the minimum of 800 units" in text
-    assert "Shortfall: 200 units x the first band's rate 2.00 = 400.00" in text
+    assert (
+        "Shortfall: 200 units x the first band's rate 2.00, rounded once (2 places, half_up) "
+        "= 400.00"
+    ) in text
+    # no minimum charge on voice: no top-up sentence at all
+    assert "top-up" not in text
     assert "Amount: 400.00 GBP (minimum)" in text
     usage = explain(portfolio.db, "2024-02", "usage:voice")
     # 600 units all in band 1 at 2.00 = 1,200.00
