@@ -255,8 +255,9 @@ ASOF JOIN (
     SELECT * FROM cfg_fixed_fees WHERE agreed_on <= (SELECT as_known_at FROM run_params)
 ) f ON f.contract_id = m.contract_id AND f.fee_id = ids.fee_id AND m.period >= f.effective_from;
 
--- The branches are unioned by name, and the final SELECT casts every column to its one type:
--- DuckDB would otherwise give a UNION column the smallest scale among its branches.
+-- The branches are unioned by name (a column only some branches have is NULL in the others), and
+-- every decimal a branch gives is cast to its one type there: DuckDB would otherwise give a UNION
+-- column the smallest scale among its branches and round the finer values silently.
 -- base_amount is the line at base-period prices (factor 1), rounded the same way, so
 -- indexation_effect = amount - base_amount is what indexation adds to the line, exactly.
 CREATE OR REPLACE TEMP TABLE calc_charge_lines AS
@@ -265,7 +266,11 @@ WITH lines AS (
         u.contract_id, u.period,
         'usage:' || u.service_line_id || coalesce(':band' || u.item_band, '') AS line_key,
         u.service_line_id, 'usage' AS charge_type, u.band,
-        u.units, u.base_rate, u.rate, u.amount_unrounded, u.amount, u.base_amount, u.capped,
+        CAST(u.units AS DECIMAL(38, 12)) AS units, CAST(u.base_rate AS DECIMAL(38, 10)) AS base_rate,
+        CAST(u.rate AS DECIMAL(38, 10)) AS rate,
+        CAST(u.amount_unrounded AS DECIMAL(38, 16)) AS amount_unrounded,
+        CAST(u.amount AS DECIMAL(38, 10)) AS amount,
+        CAST(u.base_amount AS DECIMAL(38, 10)) AS base_amount, u.capped,
         u.package_count,
         l.description || coalesce(' band ' || u.item_band, '') AS description,
         line_sort_order('usage', l.line_order) AS sort_order
@@ -274,10 +279,14 @@ WITH lines AS (
     UNION ALL BY NAME
     SELECT
         contract_id, period, 'surge:' || service_line_id AS line_key, service_line_id,
-        'surge' AS charge_type, surge_units AS units, surge_base_rate AS base_rate,
-        surge_rate AS rate, surge_units * surge_rate AS amount_unrounded,
-        round_to(surge_units * surge_rate, amount_scale, rounding_mode) AS amount,
-        round_to(surge_units * surge_base_rate, amount_scale, rounding_mode) AS base_amount,
+        'surge' AS charge_type, CAST(surge_units AS DECIMAL(38, 12)) AS units,
+        CAST(surge_base_rate AS DECIMAL(38, 10)) AS base_rate,
+        CAST(surge_rate AS DECIMAL(38, 10)) AS rate,
+        CAST(surge_units * surge_rate AS DECIMAL(38, 16)) AS amount_unrounded,
+        CAST(round_to(surge_units * surge_rate, amount_scale, rounding_mode) AS DECIMAL(38, 10))
+            AS amount,
+        CAST(round_to(surge_units * surge_base_rate, amount_scale, rounding_mode)
+             AS DECIMAL(38, 10)) AS base_amount,
         false AS capped,
         description || ' surge above forecast' AS description,
         line_sort_order('surge', line_order) AS sort_order
@@ -286,9 +295,13 @@ WITH lines AS (
     UNION ALL BY NAME
     SELECT
         mn.contract_id, mn.period, 'minimum:' || mn.service_line_id AS line_key,
-        mn.service_line_id, 'minimum' AS charge_type, 1 AS band, mn.shortfall_units AS units,
-        mn.first_base_rate AS base_rate, mn.first_rate AS rate,
-        mn.amount AS amount_unrounded, mn.amount, mn.base_amount, false AS capped,
+        mn.service_line_id, 'minimum' AS charge_type, 1 AS band,
+        CAST(mn.shortfall_units AS DECIMAL(38, 12)) AS units,
+        CAST(mn.first_base_rate AS DECIMAL(38, 10)) AS base_rate,
+        CAST(mn.first_rate AS DECIMAL(38, 10)) AS rate,
+        CAST(mn.amount AS DECIMAL(38, 16)) AS amount_unrounded,
+        CAST(mn.amount AS DECIMAL(38, 10)) AS amount,
+        CAST(mn.base_amount AS DECIMAL(38, 10)) AS base_amount, false AS capped,
         mn.usage_amount, mn.shortfall_amount, mn.top_up_amount,
         l.description || ' minimum commitment' AS description,
         line_sort_order('minimum', l.line_order) AS sort_order
@@ -297,8 +310,10 @@ WITH lines AS (
     UNION ALL BY NAME
     SELECT
         contract_id, period, 'fixed:' || fee_id AS line_key, fee_id, 'fixed_fee' AS charge_type,
-        base_fee AS base_rate, base_fee * index_factor AS amount_unrounded, amount,
-        base_amount, false AS capped,
+        CAST(base_fee AS DECIMAL(38, 10)) AS base_rate,
+        CAST(base_fee * index_factor AS DECIMAL(38, 16)) AS amount_unrounded,
+        CAST(amount AS DECIMAL(38, 10)) AS amount,
+        CAST(base_amount AS DECIMAL(38, 10)) AS base_amount, false AS capped,
         description, line_sort_order('fixed_fee', fee_order) AS sort_order
     FROM calc_fixed_fee_lines
 )

@@ -28,7 +28,7 @@ def _gain_share_rows(g: Row, indent: str, m: Month) -> list[str]:
         f"({GAIN_SHARE_BASELINE.get(measure, measure)}); actual cost "
         f"{num(g.get('actual_cost'), 2)} ({GAIN_SHARE_ACTUAL.get(measure, measure)})",
         f"{indent}Savings = baseline cost - actual cost = {num(g.get('savings'), 2)}"
-        + (" (an overrun)" if (g.get("savings") or 0) < 0 else ""),
+        + (" (an overrun)" if g.get("kind") == "pain" else ""),
         f"{indent}Baseline: {g.get('baseline_reason')}",
     ]
     if g.get("threshold_pct") is not None:

@@ -97,7 +97,7 @@ def explain_usage(m: Month, charge: Row, indent: str) -> list[str]:
             )
     elif model == "package":
         base = charge.get("base_package_price")
-        indexed = base is not None and base != charge.get("rate")
+        indexed = charge.get("indexed") and charge.get("index_factor") != 1
         out.append(
             f"{indent}Packages: {num(units)} units / package size {num(charge.get('package_size'))}"
             f", rounded up -> {num(charge.get('package_count'))} package(s) x package price "
