@@ -582,3 +582,60 @@ def test_a_zero_place_minimum_is_explained_without_a_top_up_it_does_not_bill(ws)
     with duckdb.connect(str(ws.db), read_only=True) as con:
         for text in (loose, tight, usage):
             assert unstored_numbers(text, *stored_values(con, "Z0", dt.date(2024, 1, 1))) == []
+
+
+BASE_RELATIVE = """\
+contract_id: B1
+currency: GBP
+start: 2024-01
+end: 2025-12
+rounding: {mode: half_up, amount_scale: 2, rate_scale: 4}
+service_lines:
+  - id: docs
+    pricing:
+      - {effective_from: 2024-01, model: package, package_size: 1000, package_price: 1450.00}
+fixed_fees:
+  - {id: mgmt, description: Account management, amount: 1000.00, indexed: true}
+indexation:
+  index_id: CPI
+  base_period: 2023-12
+  first_review: 2024-07
+  lag_months: 2
+  cap: 0.03
+  floor: 0.0
+  method: base_relative
+  applies_to: [docs, mgmt]
+"""
+
+
+def test_a_held_factor_and_a_package_line_are_read_not_inferred(ws):
+    """base_relative, weight 1: 2024-07 reads 2024-05 = 102 against the base 2023-12 = 100:
+    factor 102/100 = 1.02, inside [1 x 1.00, 1 x 1.03]. 2025-07 reads 2025-05 = 110: 1.10, held
+    within [1.02, 1.02 x 1.03 = 1.0506] at the cap: 1.0506.
+
+    docs 2025-07: 2,500 units, ceil(2,500 / 1,000) = 3 packages x round(1,450.00 x 1.0506 =
+    1,523.37) = 4,570.11; at base prices 3 x 1,450.00 = 4,350.00: indexation adds 220.11.
+    """
+    ws.contract(BASE_RELATIVE)
+    ws.volumes([("B1", "docs", "2025-07", "2500")])
+    ws.index_values(
+        [("CPI", "2023-12", "100"), ("CPI", "2024-05", "102"), ("CPI", "2025-05", "110")]
+    )
+    ws.settle("2024-07", "2025-07")
+    held = {
+        r["period"]: (r["factor"], r["factor_held_at"])
+        for r in ws.rows("SELECT * FROM current_index_factors")
+    }
+    assert held == {
+        dt.date(2024, 7, 1): (Decimal("1.02"), None),
+        dt.date(2025, 7, 1): (Decimal("1.0506"), "cap"),
+    }
+    text = explain(ws.db, "2025-07", "usage:docs", contract="B1")
+    assert "held at the cap from the previous factor 1.02: 1.0506" in text
+    assert (
+        "Packages: 2,500 units / package size 1,000, rounded up -> 3 package(s) x package price "
+        "1,523.37 (base 1,450.00, indexed) = 4,570.11"
+    ) in text
+    assert "Indexation effect: 4,570.11 against 4,350.00 at base-period prices = 220.11" in text
+    with duckdb.connect(str(ws.db), read_only=True) as con:
+        assert unstored_numbers(text, *stored_values(con, "B1", dt.date(2025, 7, 1))) == []
