@@ -327,7 +327,7 @@ SELECT
     CAST(l.units AS DECIMAL(38, 12)) AS line_units,
     CAST(l.banded_units AS DECIMAL(38, 12)) AS banded_units,
     CAST(l.forecast_units AS DECIMAL(38, 6)) AS forecast_units,
-    CAST(l.surge_over_forecast_pct AS DECIMAL(38, 10)) AS surge_over_forecast_pct,
+    CAST(l.surge_over_forecast_pct AS DECIMAL(38, 8)) AS surge_over_forecast_pct,
     CAST(l.surge_threshold AS DECIMAL(38, 12)) AS surge_threshold,
     CAST(x.base_rate AS DECIMAL(38, 10)) AS base_rate,
     coalesce(l.index_factor, f.index_factor) AS index_factor,
@@ -336,20 +336,21 @@ SELECT
     CAST(CASE WHEN x.charge_type = 'usage' THEN l.package_size END AS DECIMAL(38, 6))
         AS package_size,
     CAST(x.package_count AS DECIMAL(38, 0)) AS package_count,
-    CAST(CASE WHEN x.charge_type = 'usage' THEN l.base_package_price END AS DECIMAL(38, 10))
+    CAST(CASE WHEN x.charge_type = 'usage' THEN l.base_package_price END AS DECIMAL(38, 6))
         AS base_package_price,
-    -- minimum lines: the terms and the split of the line into shortfall and top-up
+    -- minimum lines: the terms and the split of the line into shortfall and top-up (amounts are
+    -- rounded to amount_scale, at most 4 places: DECIMAL(38, 4) holds them exactly)
     CAST(CASE WHEN x.charge_type = 'minimum' THEN l.minimum_units END AS DECIMAL(38, 6))
         AS minimum_units,
-    CAST(CASE WHEN x.charge_type = 'minimum' THEN l.minimum_charge END AS DECIMAL(38, 10))
+    CAST(CASE WHEN x.charge_type = 'minimum' THEN l.minimum_charge END AS DECIMAL(38, 6))
         AS minimum_charge,
-    CAST(x.usage_amount AS DECIMAL(38, 10)) AS usage_amount,
-    CAST(x.shortfall_amount AS DECIMAL(38, 10)) AS shortfall_amount,
-    CAST(x.top_up_amount AS DECIMAL(38, 10)) AS top_up_amount,
+    CAST(x.usage_amount AS DECIMAL(38, 4)) AS usage_amount,
+    CAST(x.shortfall_amount AS DECIMAL(38, 4)) AS shortfall_amount,
+    CAST(x.top_up_amount AS DECIMAL(38, 4)) AS top_up_amount,
     CAST(x.amount_unrounded AS DECIMAL(38, 16)) AS amount_unrounded,
     CAST(x.amount AS DECIMAL(38, 10)) AS amount,
-    CAST(x.base_amount AS DECIMAL(38, 10)) AS base_amount,
-    CAST(x.amount - x.base_amount AS DECIMAL(38, 10)) AS indexation_effect,
+    CAST(x.base_amount AS DECIMAL(38, 4)) AS base_amount,
+    CAST(x.amount - x.base_amount AS DECIMAL(38, 4)) AS indexation_effect,
     x.capped, c.rounding_mode, c.amount_scale, c.rate_scale,
     x.description, x.sort_order
 FROM lines x

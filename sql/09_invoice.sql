@@ -27,8 +27,8 @@ SELECT
     -- the one rounding every line's amount had: the contract's mode, to amount_scale places
     c.rounding_mode, CAST(c.amount_scale AS INTEGER) AS amount_scale,
     -- a bonus line: the level it reached and the share of the month's charges it earns
-    CAST(b.bonus_at_or_better AS DECIMAL(38, 6)) AS bonus_level,
-    CAST(b.bonus_pct AS DECIMAL(38, 10)) AS bonus_pct,
+    CAST(b.bonus_at_or_better AS DECIMAL(38, 10)) AS bonus_level,
+    CAST(b.bonus_pct AS DECIMAL(38, 8)) AS bonus_pct,
     CAST(b.charges AS DECIMAL(38, 4)) AS bonus_charges,
     -- an earn-back line: the months whose service credits it returns
     eb.earned_back_of
