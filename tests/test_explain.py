@@ -639,3 +639,28 @@ def test_a_held_factor_and_a_package_line_are_read_not_inferred(ws):
     assert "Indexation effect: 4,570.11 against 4,350.00 at base-period prices = 220.11" in text
     with duckdb.connect(str(ws.db), read_only=True) as con:
         assert unstored_numbers(text, *stored_values(con, "B1", dt.date(2025, 7, 1))) == []
+
+
+def test_an_earn_back_of_a_closed_month_names_the_credit_it_returns(ws):
+    """January (T1's module figures: a 402.00 credit) is settled and closed before February is:
+    January's stored credit row, the closing run's, still says the earn-back is pending. February's
+    earn-back line names January itself (earned_back_of), so explain reads that credit row instead
+    of re-applying the earn-back rule to the KPI history."""
+    ws.contract(T1)
+    ws.volumes([("T1", "voice", "2024-01", "1500", "1200"), ("T1", "voice", "2024-02", "600")])
+    ws.kpis([("T1", "sl", "2024-01", "0.75"), ("T1", "sl", "2024-02", "0.92")])
+    ws.index_values([("CPI", "2023-10", "100.0"), ("CPI", "2024-01", "112.0")])
+    ws.settle("2024-01")
+    ws.close("2024-01")
+    ws.settle("2024-02")
+    january = ws.rows("SELECT * FROM current_service_credits WHERE period = DATE '2024-01-01'")
+    assert [(r["amount"], r["earn_back_status"]) for r in january] == [(Decimal("402"), "pending")]
+    line = ws.rows("SELECT * FROM current_invoice_lines WHERE line_key = 'earn_back:sl'")[0]
+    assert (line["period"], line["amount"], line["earned_back_of"]) == (
+        dt.date(2024, 2, 1),
+        Decimal("402.00"),
+        [dt.date(2024, 1, 1)],
+    )
+    text = explain(ws.db, "2024-02", "earn_back:sl")
+    assert "Credit of 2024-01: 402.00 (earn-back after 1 assessed months)" in text
+    assert "Earn-back: the credit of 2024-01, 402.00, is returned in full" in text
