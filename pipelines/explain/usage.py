@@ -86,8 +86,8 @@ def explain_usage(m: Month, charge: Row, indent: str) -> list[str]:
         out += grid(BAND_HEADERS, body, indent + "  ")
         if model == "stairstep":
             out.append(
-                f"{indent}  (a stairstep line stores 0 units: the band is the one the month's "
-                "total fell in)"
+                f"{indent}  (stairstep: the units shown are the month's total, which picks the "
+                "band; only its flat fee is billed)"
             )
         if len(bands) > 1:
             out.append(
