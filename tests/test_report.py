@@ -361,3 +361,52 @@ def test_other_variance_is_stored_not_filled_in(portfolio):
         "amount only",
     )
     assert row["rate_variance"] is None and row["volume_variance"] is None
+
+
+CAPPED = """\
+contract_id: C2
+currency: GBP
+start: 2024-01
+end: 2024-12
+service_lines:
+  - id: voice
+    pricing:
+      - effective_from: 2024-01
+        model: graduated
+        bands:
+          - {up_to: 100, rate: 2.00}
+          - {rate: 1.00}
+        maximum_charge: 250.00
+indexation:
+  index_id: CPI
+  base_period: 2023-10
+  first_review: 2024-01
+  lag_months: 2
+  cap: 0.10
+  floor: 0.0
+  indexed_share: 1.0
+  applies_to: [voice]
+"""
+
+
+def test_indexation_effect_of_a_line_capped_at_its_maximum_charge(ws, tmp_path):
+    """Review 2024-01: 2023-11 = 110 against 2023-10 = 100, +10% (at the cap): factor 1.10.
+
+    200 units. Indexed: 100 x round(2.00 x 1.10) + 100 x 1.10 = 220.00 + 110.00 = 330.00, above
+    the indexed maximum 250.00 x 1.10 = 275.00: 275.00. At base prices 200.00 + 100.00 = 300.00,
+    above 250.00: 250.00. Indexation adds 275.00 - 250.00 = 25.00 (units x rate difference would
+    say 30.00, ignoring the cap).
+    """
+    ws.contract(CAPPED)
+    ws.volumes([("C2", "voice", "2024-01", "200")])
+    ws.index_values([("CPI", "2023-10", "100"), ("CPI", "2023-11", "110")])
+    ws.settle("2024-01")
+    stored = {
+        r["line_key"]: (r["amount"], r["base_amount"], r["indexation_effect"], r["capped"])
+        for r in ws.rows("SELECT * FROM current_charge_lines")
+    }
+    assert stored == {"usage:voice": (Decimal("275.00"), Decimal("250.00"), Decimal("25.00"), True)}
+    out = tmp_path / "pack.xlsx"
+    report(ws.db, "2024-01", out)
+    summary = records(openpyxl.load_workbook(out)["Summary"])[0]
+    assert (summary["Charges"], summary["Indexation effect"]) == (275.0, 25.0)
