@@ -16,13 +16,11 @@ import datetime as dt
 import math
 from decimal import Decimal
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .explain import num, pct
+from .explain.text import num, pct
+from .pack_data import Column, Pack, Table
 from .periods import add_months, fmt
-
-if TYPE_CHECKING:
-    from .report import Column, Pack, Table
 
 Row = dict[str, Any]
 

@@ -203,11 +203,13 @@ IDENTITIES: tuple[tuple[str, str, str], ...] = (
     ),
     (
         "invoice_reconciliation",
-        "`rate_variance` + `volume_variance` + `other_variance` = `difference` where both sides "
-        "give quantity and rate; elsewhere the three are NULL and the difference is unsplit",
+        "`rate_variance` + `volume_variance` + `other_variance` = `difference`: where both sides "
+        "give quantity and rate the difference splits three ways; elsewhere rate and volume "
+        "variance are NULL and `other_variance` is the whole difference",
         "SELECT * FROM invoice_reconciliation WHERE (rate_variance IS NULL) <> "
-        "(volume_variance IS NULL) OR (rate_variance IS NULL) <> (other_variance IS NULL) "
-        "OR rate_variance + volume_variance + other_variance <> difference",
+        "(volume_variance IS NULL) OR other_variance IS NULL "
+        "OR coalesce(rate_variance, 0) + coalesce(volume_variance, 0) + other_variance "
+        "<> difference",
     ),
     (
         "adjustments",

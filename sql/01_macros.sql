@@ -136,3 +136,25 @@ CREATE OR REPLACE TEMP MACRO worse_than(direction, n, d, x) AS
 -- Whole months from a to b (both first-of-month dates).
 CREATE OR REPLACE TEMP MACRO months_between(a, b) AS
     (year(b) - year(a)) * 12 + month(b) - month(a);
+
+-- The invoice's line order (SPEC 7), named once: a service line's usage, surge and minimum lines
+-- together in the order of the contract's service lines, then the fixed fees, the service credits,
+-- the earn-backs and the bonuses in the order of the contract's KPIs, then gain-share, then the
+-- adjustments. `n` is the line's position among its kind (line_order, fee_order, kpi_order).
+CREATE OR REPLACE TEMP MACRO line_sort_order(line_type, n) AS CAST(
+    CASE line_type
+        WHEN 'usage' THEN 10 + n * 10
+        WHEN 'surge' THEN 11 + n * 10
+        WHEN 'minimum' THEN 12 + n * 10
+        WHEN 'fixed_fee' THEN 5000 + n
+        WHEN 'credit' THEN 7000 + n
+        WHEN 'earn_back' THEN 7500 + n
+        WHEN 'bonus' THEN 8000 + n
+        WHEN 'gain_share' THEN 9000
+        WHEN 'adjustment' THEN 9500
+    END AS INTEGER);
+
+-- An indexation review with no floor or no cap (SPEC 4): a change can fall to -100% and rise
+-- without bound, so the clamp is then no clamp. The two sentinels, named once.
+CREATE OR REPLACE TEMP MACRO change_floor(review_floor) AS coalesce(review_floor, -1);
+CREATE OR REPLACE TEMP MACRO change_cap(review_cap) AS coalesce(review_cap, 1000000);

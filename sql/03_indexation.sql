@@ -42,10 +42,16 @@ SELECT
     CASE
         WHEN r.method = 'base_relative' THEN div_round(ref.value, prev.value, 10, 'half_up') - 1
         ELSE least(
-            greatest(div_round(ref.value, prev.value, 10, 'half_up') - 1, coalesce(r.floor, -1)),
-            coalesce(r.cap, 1000000)
+            greatest(div_round(ref.value, prev.value, 10, 'half_up') - 1, change_floor(r.floor)),
+            change_cap(r.cap)
         )
-    END AS applied_change
+    END AS applied_change,
+    -- which bound held a chained change (NULL: the raw change applied as it was)
+    CASE
+        WHEN r.method = 'base_relative' THEN NULL
+        WHEN div_round(ref.value, prev.value, 10, 'half_up') - 1 > change_cap(r.cap) THEN 'cap'
+        WHEN div_round(ref.value, prev.value, 10, 'half_up') - 1 < change_floor(r.floor) THEN 'floor'
+    END AS change_clamped_to
 FROM calc_reviews r
 JOIN cfg_index_weights w USING (contract_id)
 JOIN in_index_values ref ON ref.index_id = w.index_id AND ref.period = r.reference_period
@@ -74,25 +80,36 @@ FROM calc_reviews r
 JOIN weighted w USING (contract_id, n);
 
 CREATE OR REPLACE TEMP TABLE calc_review_factors AS
-WITH RECURSIVE chain(contract_id, n, previous_factor, factor) AS (
+WITH RECURSIVE chain(contract_id, n, previous_factor, factor, factor_held_at) AS (
     SELECT contract_id, n, CAST(1 AS DECIMAL(38, 10)),
         CAST(CASE
             WHEN method = 'base_relative' THEN round_to(
-                least(greatest(step, 1 + coalesce(floor, -1)), 1 + coalesce(cap, 1000000)),
+                least(greatest(step, 1 + change_floor(floor)), 1 + change_cap(cap)),
                 factor_scale, rounding_mode)
             ELSE round_to(step, factor_scale, rounding_mode)
-        END AS DECIMAL(38, 10))
+        END AS DECIMAL(38, 10)),
+        -- base_relative: the bound from the previous factor that held the step (NULL: none)
+        CASE
+            WHEN method <> 'base_relative' THEN NULL
+            WHEN step > 1 + change_cap(cap) THEN 'cap'
+            WHEN step < 1 + change_floor(floor) THEN 'floor'
+        END
     FROM calc_review_steps WHERE n = 0
     UNION ALL
     SELECT s.contract_id, s.n, c.factor,
         CAST(CASE
             WHEN s.method = 'base_relative' THEN round_to(
                 least(
-                    greatest(s.step, c.factor * (1 + coalesce(s.floor, -1))),
-                    c.factor * (1 + coalesce(s.cap, 1000000))),
+                    greatest(s.step, c.factor * (1 + change_floor(s.floor))),
+                    c.factor * (1 + change_cap(s.cap))),
                 s.factor_scale, s.rounding_mode)
             ELSE round_to(c.factor * s.step, s.factor_scale, s.rounding_mode)
-        END AS DECIMAL(38, 10))
+        END AS DECIMAL(38, 10)),
+        CASE
+            WHEN s.method <> 'base_relative' THEN NULL
+            WHEN s.step > c.factor * (1 + change_cap(s.cap)) THEN 'cap'
+            WHEN s.step < c.factor * (1 + change_floor(s.floor)) THEN 'floor'
+        END
     FROM chain c
     JOIN calc_review_steps s ON s.contract_id = c.contract_id AND s.n = c.n + 1
 )
@@ -104,13 +121,13 @@ SELECT
     ch.contract_id, ch.review_period AS period, ch.index_id, ch.weight,
     ch.reference_period, ch.reference_value,
     ch.previous_reference_period, ch.previous_reference_value,
-    ch.raw_change, ch.applied_change,
+    ch.raw_change, ch.applied_change, ch.change_clamped_to,
     f.previous_factor,
     -- before rounding (chained) or before the hold within floor and cap (base_relative)
     CASE WHEN s.method = 'base_relative' THEN f.step ELSE f.previous_factor * f.step END
         AS unrounded_factor,
-    f.factor,
-    s.method, s.cap, s.floor, s.factor_scale
+    f.factor, f.factor_held_at,
+    s.method, s.cap, s.floor, s.factor_scale, s.rounding_mode
 FROM calc_index_changes ch
 JOIN calc_review_factors f USING (contract_id, n)
 JOIN calc_review_steps s USING (contract_id, n);

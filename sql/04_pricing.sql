@@ -35,6 +35,11 @@ SELECT
          ELSE p.minimum_charge END AS minimum_charge,
     CASE WHEN sl.indexed THEN round_to(p.maximum_charge * f.factor, c.amount_scale, c.rounding_mode)
          ELSE p.maximum_charge END AS maximum_charge,
+    -- the same prices at the base period, for the line's amount before indexation
+    p.package_price AS base_package_price,
+    p.minimum_charge AS base_minimum_charge,
+    p.maximum_charge AS base_maximum_charge,
+    p.surge_over_forecast_pct,
     p.surge_rate AS surge_base_rate,
     CASE WHEN sl.indexed THEN round_to(p.surge_rate * f.factor, c.rate_scale, c.rounding_mode)
          ELSE p.surge_rate END AS surge_rate,
@@ -97,7 +102,14 @@ SELECT
             THEN units_inside * rate + CASE WHEN units_inside > 0 THEN flat_fee ELSE 0 END
         WHEN model = 'volume' THEN banded_units * rate + flat_fee
         WHEN model = 'stairstep' THEN flat_fee
-    END AS amount_unrounded
+    END AS amount_unrounded,
+    -- the same band at base-period prices (equal to the above on a line that is not indexed)
+    CASE
+        WHEN model IN ('graduated', 'per_unit')
+            THEN units_inside * base_rate + CASE WHEN units_inside > 0 THEN base_flat_fee ELSE 0 END
+        WHEN model = 'volume' THEN banded_units * base_rate + base_flat_fee
+        WHEN model = 'stairstep' THEN base_flat_fee
+    END AS base_amount_unrounded
 FROM placed
 WHERE (model IN ('graduated', 'per_unit') AND units_inside > 0)
    OR (model IN ('volume', 'stairstep') AND holds_total);
@@ -112,7 +124,9 @@ WITH banded AS (
         sum(b.units) AS units,
         CASE WHEN count(*) = 1 THEN any_value(b.base_rate) END AS base_rate,
         CASE WHEN count(*) = 1 THEN any_value(b.rate) END AS rate,
-        sum(b.amount_unrounded) AS amount_unrounded
+        sum(b.amount_unrounded) AS amount_unrounded,
+        sum(b.base_amount_unrounded) AS base_amount_unrounded,
+        NULL::DECIMAL(38, 0) AS package_count
     FROM calc_line_units l
     JOIN calc_usage_bands b USING (contract_id, service_line_id, period)
     GROUP BY ALL
@@ -121,19 +135,29 @@ packaged AS (
     SELECT
         contract_id, service_line_id, period, NULL::INTEGER AS item_band, NULL::INTEGER AS band,
         banded_units AS units, NULL::DECIMAL(38, 10) AS base_rate, package_price AS rate,
-        div_round(banded_units, package_size, 0, 'ceiling') * package_price AS amount_unrounded
+        div_round(banded_units, package_size, 0, 'ceiling') * package_price AS amount_unrounded,
+        div_round(banded_units, package_size, 0, 'ceiling') * base_package_price
+            AS base_amount_unrounded,
+        CAST(div_round(banded_units, package_size, 0, 'ceiling') AS DECIMAL(38, 0))
+            AS package_count
     FROM calc_line_units
     WHERE model = 'package' AND banded_units > 0
 ),
 running AS (
     -- an itemised line is capped as a whole: its bands fill up to maximum_charge in band order
     SELECT
-        u.*, l.maximum_charge, l.amount_scale, l.rounding_mode,
+        u.*, l.maximum_charge, l.base_maximum_charge, l.amount_scale, l.rounding_mode,
         sum(u.amount_unrounded) OVER bands_so_far AS cumulative_unrounded,
         coalesce(
             sum(round_to(u.amount_unrounded, l.amount_scale, l.rounding_mode)) OVER earlier_bands,
             0
-        ) AS earlier_rounded
+        ) AS earlier_rounded,
+        sum(u.base_amount_unrounded) OVER bands_so_far AS base_cumulative_unrounded,
+        coalesce(
+            sum(round_to(u.base_amount_unrounded, l.amount_scale, l.rounding_mode))
+                OVER earlier_bands,
+            0
+        ) AS base_earlier_rounded
     FROM (SELECT * FROM banded UNION ALL SELECT * FROM packaged) u
     JOIN calc_line_units l USING (contract_id, service_line_id, period)
     WINDOW
@@ -153,12 +177,21 @@ SELECT
             THEN round_to(amount_unrounded, amount_scale, rounding_mode)
         ELSE greatest(round_to(maximum_charge, amount_scale, rounding_mode) - earlier_rounded, 0)
     END AS amount,
-    maximum_charge IS NOT NULL AND cumulative_unrounded > maximum_charge AS capped
+    maximum_charge IS NOT NULL AND cumulative_unrounded > maximum_charge AS capped,
+    -- the same line at base-period prices and the base maximum charge, rounded the same way
+    CASE
+        WHEN base_maximum_charge IS NULL OR base_cumulative_unrounded <= base_maximum_charge
+            THEN round_to(base_amount_unrounded, amount_scale, rounding_mode)
+        ELSE greatest(
+            round_to(base_maximum_charge, amount_scale, rounding_mode) - base_earlier_rounded, 0)
+    END AS base_amount,
+    package_count
 FROM running;
 
 CREATE OR REPLACE TEMP TABLE calc_minimum_lines AS
 WITH usage AS (
-    SELECT contract_id, service_line_id, period, sum(amount) AS usage_amount
+    SELECT contract_id, service_line_id, period, sum(amount) AS usage_amount,
+           sum(base_amount) AS base_usage_amount
     FROM calc_usage_lines GROUP BY ALL
 ),
 first_band AS (
@@ -172,27 +205,36 @@ shortfall AS (
         fb.rate AS first_rate, fb.base_rate AS first_base_rate,
         greatest(coalesce(l.minimum_units - l.units, 0), 0) AS shortfall_units,
         round_to(greatest(coalesce(l.minimum_units - l.units, 0), 0) * coalesce(fb.rate, 0),
-                 l.amount_scale, l.rounding_mode) AS shortfall_amount
+                 l.amount_scale, l.rounding_mode) AS shortfall_amount,
+        coalesce(u.base_usage_amount, 0) AS base_usage_amount,
+        round_to(greatest(coalesce(l.minimum_units - l.units, 0), 0) * coalesce(fb.base_rate, 0),
+                 l.amount_scale, l.rounding_mode) AS base_shortfall_amount
     FROM calc_line_units l
     LEFT JOIN usage u USING (contract_id, service_line_id, period)
     LEFT JOIN first_band fb USING (contract_id, service_line_id, period)
 )
 SELECT
-    contract_id, service_line_id, period,
+    contract_id, service_line_id, period, minimum_units,
     shortfall_units, first_base_rate, first_rate, shortfall_amount, usage_amount, minimum_charge,
     -- take-or-pay units at the first band's rate, then a top-up to the money floor
+    greatest(coalesce(minimum_charge - usage_amount - shortfall_amount, 0), 0) AS top_up_amount,
     shortfall_amount
-        + greatest(coalesce(minimum_charge - usage_amount - shortfall_amount, 0), 0) AS amount
+        + greatest(coalesce(minimum_charge - usage_amount - shortfall_amount, 0), 0) AS amount,
+    -- the same at base-period prices and the base minimum charge
+    base_shortfall_amount
+        + greatest(coalesce(base_minimum_charge - base_usage_amount - base_shortfall_amount, 0), 0)
+        AS base_amount
 FROM shortfall
 WHERE shortfall_units > 0 OR (minimum_charge IS NOT NULL AND usage_amount < minimum_charge);
 
 CREATE OR REPLACE TEMP TABLE calc_fixed_fee_lines AS
 SELECT
     m.contract_id, m.period, f.fee_id, f.description, f.fee_order, f.indexed,
-    f.amount AS base_amount,
+    f.amount AS base_fee,
     CASE WHEN f.indexed THEN mf.factor ELSE CAST(1 AS DECIMAL(38, 10)) END AS index_factor,
     round_to(f.amount * CASE WHEN f.indexed THEN mf.factor ELSE 1 END,
-             c.amount_scale, c.rounding_mode) AS amount
+             c.amount_scale, c.rounding_mode) AS amount,
+    round_to(f.amount, c.amount_scale, c.rounding_mode) AS base_amount
 FROM calc_months m
 JOIN cfg_contracts c USING (contract_id)
 JOIN calc_month_factors mf USING (contract_id, period)
@@ -201,57 +243,102 @@ ASOF JOIN (
     SELECT * FROM cfg_fixed_fees WHERE agreed_on <= (SELECT as_known_at FROM run_params)
 ) f ON f.contract_id = m.contract_id AND f.fee_id = ids.fee_id AND m.period >= f.effective_from;
 
--- Every branch casts to the same types: DuckDB would otherwise give a UNION column the
--- smallest scale among its branches.
+-- The branches are unioned by name (a column only some branches have is NULL in the others), and
+-- every decimal a branch gives is cast to its one type there: DuckDB would otherwise give a UNION
+-- column the smallest scale among its branches and round the finer values silently.
+-- base_amount is the line at base-period prices (factor 1), rounded the same way, so
+-- indexation_effect = amount - base_amount is what indexation adds to the line, exactly.
 CREATE OR REPLACE TEMP TABLE calc_charge_lines AS
 WITH lines AS (
     SELECT
         u.contract_id, u.period,
         'usage:' || u.service_line_id || coalesce(':band' || u.item_band, '') AS line_key,
-        u.service_line_id, NULL AS fee_id, 'usage' AS charge_type, u.band,
-        u.units, u.base_rate, u.rate,
-        CAST(u.amount_unrounded AS DECIMAL(38, 16)) AS amount_unrounded, u.amount,
-        u.capped,
+        u.service_line_id, 'usage' AS charge_type, u.band,
+        CAST(u.units AS DECIMAL(38, 12)) AS units, CAST(u.base_rate AS DECIMAL(38, 10)) AS base_rate,
+        CAST(u.rate AS DECIMAL(38, 10)) AS rate,
+        CAST(u.amount_unrounded AS DECIMAL(38, 16)) AS amount_unrounded,
+        CAST(u.amount AS DECIMAL(38, 10)) AS amount,
+        CAST(u.base_amount AS DECIMAL(38, 10)) AS base_amount, u.capped,
+        u.package_count,
         l.description || coalesce(' band ' || u.item_band, '') AS description,
-        10 + l.line_order * 10 AS sort_order
+        line_sort_order('usage', l.line_order) AS sort_order
     FROM calc_usage_lines u
     JOIN calc_line_units l USING (contract_id, service_line_id, period)
-    UNION ALL
+    UNION ALL BY NAME
     SELECT
-        contract_id, period, 'surge:' || service_line_id, service_line_id, NULL, 'surge', NULL,
-        surge_units, surge_base_rate, surge_rate,
-        CAST(surge_units * surge_rate AS DECIMAL(38, 16)),
-        round_to(surge_units * surge_rate, amount_scale, rounding_mode), false,
-        description || ' surge above forecast', 11 + line_order * 10
+        contract_id, period, 'surge:' || service_line_id AS line_key, service_line_id,
+        'surge' AS charge_type, CAST(surge_units AS DECIMAL(38, 12)) AS units,
+        CAST(surge_base_rate AS DECIMAL(38, 10)) AS base_rate,
+        CAST(surge_rate AS DECIMAL(38, 10)) AS rate,
+        CAST(surge_units * surge_rate AS DECIMAL(38, 16)) AS amount_unrounded,
+        CAST(round_to(surge_units * surge_rate, amount_scale, rounding_mode) AS DECIMAL(38, 10))
+            AS amount,
+        CAST(round_to(surge_units * surge_base_rate, amount_scale, rounding_mode)
+             AS DECIMAL(38, 10)) AS base_amount,
+        false AS capped,
+        description || ' surge above forecast' AS description,
+        line_sort_order('surge', line_order) AS sort_order
     FROM calc_line_units
     WHERE surge_units > 0
-    UNION ALL
+    UNION ALL BY NAME
     SELECT
-        mn.contract_id, mn.period, 'minimum:' || mn.service_line_id, mn.service_line_id, NULL,
-        'minimum', 1, mn.shortfall_units, mn.first_base_rate, mn.first_rate,
-        CAST(mn.amount AS DECIMAL(38, 16)),
-        mn.amount, false, l.description || ' minimum commitment', 12 + l.line_order * 10
+        mn.contract_id, mn.period, 'minimum:' || mn.service_line_id AS line_key,
+        mn.service_line_id, 'minimum' AS charge_type, 1 AS band,
+        CAST(mn.shortfall_units AS DECIMAL(38, 12)) AS units,
+        CAST(mn.first_base_rate AS DECIMAL(38, 10)) AS base_rate,
+        CAST(mn.first_rate AS DECIMAL(38, 10)) AS rate,
+        CAST(mn.amount AS DECIMAL(38, 16)) AS amount_unrounded,
+        CAST(mn.amount AS DECIMAL(38, 10)) AS amount,
+        CAST(mn.base_amount AS DECIMAL(38, 10)) AS base_amount, false AS capped,
+        mn.usage_amount, mn.shortfall_amount, mn.top_up_amount,
+        l.description || ' minimum commitment' AS description,
+        line_sort_order('minimum', l.line_order) AS sort_order
     FROM calc_minimum_lines mn
     JOIN calc_line_units l USING (contract_id, service_line_id, period)
-    UNION ALL
+    UNION ALL BY NAME
     SELECT
-        contract_id, period, 'fixed:' || fee_id, NULL, fee_id, 'fixed_fee', NULL,
-        NULL, base_amount, NULL, CAST(base_amount * index_factor AS DECIMAL(38, 16)), amount, false,
-        description, 5000 + fee_order
+        contract_id, period, 'fixed:' || fee_id AS line_key, fee_id, 'fixed_fee' AS charge_type,
+        CAST(base_fee AS DECIMAL(38, 10)) AS base_rate,
+        CAST(base_fee * index_factor AS DECIMAL(38, 16)) AS amount_unrounded,
+        CAST(amount AS DECIMAL(38, 10)) AS amount,
+        CAST(base_amount AS DECIMAL(38, 10)) AS base_amount, false AS capped,
+        description, line_sort_order('fixed_fee', fee_order) AS sort_order
     FROM calc_fixed_fee_lines
 )
 SELECT
     x.contract_id, x.period, x.line_key, x.service_line_id, CAST(x.fee_id AS VARCHAR) AS fee_id,
     x.charge_type, CAST(x.band AS INTEGER) AS band,
     l.model AS pricing_model, l.pricing_from,
+    coalesce(l.indexed, f.indexed) AS indexed,
     CAST(x.units AS DECIMAL(38, 12)) AS units,
+    -- the month's units of the service line, and those left in the bands below the surge threshold
+    CAST(l.units AS DECIMAL(38, 12)) AS line_units,
+    CAST(l.banded_units AS DECIMAL(38, 12)) AS banded_units,
     CAST(l.forecast_units AS DECIMAL(38, 6)) AS forecast_units,
+    CAST(l.surge_over_forecast_pct AS DECIMAL(38, 8)) AS surge_over_forecast_pct,
     CAST(l.surge_threshold AS DECIMAL(38, 12)) AS surge_threshold,
     CAST(x.base_rate AS DECIMAL(38, 10)) AS base_rate,
     coalesce(l.index_factor, f.index_factor) AS index_factor,
     CAST(x.rate AS DECIMAL(38, 10)) AS rate,
+    -- package lines: the packages billed (units over the package size, rounded up)
+    CAST(CASE WHEN x.charge_type = 'usage' THEN l.package_size END AS DECIMAL(38, 6))
+        AS package_size,
+    CAST(x.package_count AS DECIMAL(38, 0)) AS package_count,
+    CAST(CASE WHEN x.charge_type = 'usage' THEN l.base_package_price END AS DECIMAL(38, 6))
+        AS base_package_price,
+    -- minimum lines: the terms and the split of the line into shortfall and top-up (amounts are
+    -- rounded to amount_scale, at most 4 places: DECIMAL(38, 4) holds them exactly)
+    CAST(CASE WHEN x.charge_type = 'minimum' THEN l.minimum_units END AS DECIMAL(38, 6))
+        AS minimum_units,
+    CAST(CASE WHEN x.charge_type = 'minimum' THEN l.minimum_charge END AS DECIMAL(38, 6))
+        AS minimum_charge,
+    CAST(x.usage_amount AS DECIMAL(38, 4)) AS usage_amount,
+    CAST(x.shortfall_amount AS DECIMAL(38, 4)) AS shortfall_amount,
+    CAST(x.top_up_amount AS DECIMAL(38, 4)) AS top_up_amount,
     CAST(x.amount_unrounded AS DECIMAL(38, 16)) AS amount_unrounded,
     CAST(x.amount AS DECIMAL(38, 10)) AS amount,
+    CAST(x.base_amount AS DECIMAL(38, 4)) AS base_amount,
+    CAST(x.amount - x.base_amount AS DECIMAL(38, 4)) AS indexation_effect,
     x.capped, c.rounding_mode, c.amount_scale, c.rate_scale,
     x.description, x.sort_order
 FROM lines x

@@ -476,7 +476,7 @@ WITH credit_lines AS (
             || CASE WHEN sc.capped THEN '; pro rata to the monthly cap' ELSE '' END
             || ')' AS description,
         -sc.amount AS amount,
-        7000 + sc.kpi_order AS sort_order
+        line_sort_order('credit', sc.kpi_order) AS sort_order
     FROM calc_service_credits sc
     JOIN cfg_kpis k USING (contract_id, kpi_id)
     WHERE sc.amount <> 0
@@ -491,7 +491,7 @@ earn_back_lines AS (
             || ' (target met in the ' || any_value(sc.earn_back_months)
             || ' following assessed months)' AS description,
         sum(sc.amount) AS amount,
-        7500 + any_value(sc.kpi_order) AS sort_order
+        line_sort_order('earn_back', any_value(sc.kpi_order)) AS sort_order
     FROM calc_service_credits sc
     JOIN cfg_kpis k USING (contract_id, kpi_id)
     WHERE sc.earned_back_in IS NOT NULL AND sc.amount <> 0
@@ -505,7 +505,7 @@ bonus_lines AS (
             || ' at or better than ' || kpi_text(b.bonus_at_or_better) || '; '
             || num_text(b.bonus_pct * 100) || '% of charges)' AS description,
         b.amount,
-        8000 + b.kpi_order AS sort_order
+        line_sort_order('bonus', b.kpi_order) AS sort_order
     FROM calc_bonuses b
     JOIN cfg_kpis k USING (contract_id, kpi_id)
     WHERE NOT b.suppressed AND b.amount <> 0

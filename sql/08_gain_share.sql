@@ -424,7 +424,7 @@ SELECT
     CAST(NULL AS DECIMAL(38, 6)) AS quantity,
     CAST(NULL AS DECIMAL(38, 10)) AS rate,
     provider_amount AS amount,
-    9000 AS sort_order
+    line_sort_order('gain_share', 0) AS sort_order
 FROM calc_gain_share
 WHERE provider_amount <> 0
 ORDER BY contract_id, period;

@@ -23,6 +23,25 @@ SELECT
     CAST(l.quantity AS DECIMAL(38, 6)) AS quantity,
     CAST(l.rate AS DECIMAL(38, 8)) AS rate,
     CAST(l.amount AS DECIMAL(38, 4)) AS amount,
-    c.currency, l.sort_order
+    c.currency, l.sort_order,
+    -- the one rounding every line's amount had: the contract's mode, to amount_scale places
+    c.rounding_mode, CAST(c.amount_scale AS INTEGER) AS amount_scale,
+    -- a bonus line: the level it reached and the share of the month's charges it earns
+    CAST(b.bonus_at_or_better AS DECIMAL(38, 10)) AS bonus_level,
+    CAST(b.bonus_pct AS DECIMAL(38, 8)) AS bonus_pct,
+    CAST(b.charges AS DECIMAL(38, 4)) AS bonus_charges,
+    -- an earn-back line: the months whose service credits it returns
+    eb.earned_back_of
 FROM lines l
-JOIN cfg_contracts c USING (contract_id);
+JOIN cfg_contracts c USING (contract_id)
+LEFT JOIN calc_bonuses b
+  ON l.line_type = 'bonus' AND b.contract_id = l.contract_id AND b.period = l.period
+ AND l.line_key = 'bonus:' || b.kpi_id
+LEFT JOIN (
+    SELECT contract_id, earned_back_in AS period, 'earn_back:' || kpi_id AS line_key,
+           list(period ORDER BY period) AS earned_back_of
+    FROM calc_service_credits
+    WHERE earned_back_in IS NOT NULL AND amount <> 0
+    GROUP BY ALL
+) eb ON l.line_type = 'earn_back' AND eb.contract_id = l.contract_id AND eb.period = l.period
+    AND eb.line_key = l.line_key;

@@ -100,13 +100,14 @@ WHERE c.restated_amount - c.closed_amount - c.previously_adjusted <> 0;
 -- The invoice as stored: the month's own lines and the adjustments billed on it.
 CREATE OR REPLACE TEMP TABLE calc_invoice AS
 SELECT * FROM calc_invoice_lines
-UNION ALL
+UNION ALL BY NAME
 SELECT
     a.contract_id, a.billed_in_period AS period,
     'adjustment:' || a.line_key || ':' || strftime(a.period, '%Y-%m') AS line_key,
     'adjustment' AS line_type,
-    'Adjustment to ' || strftime(a.period, '%Y-%m') || ' ' || a.description || ' (' || a.reason || ')',
+    'Adjustment to ' || strftime(a.period, '%Y-%m') || ' ' || a.description || ' (' || a.reason || ')'
+        AS description,
     NULL AS quantity, NULL AS rate, CAST(a.delta AS DECIMAL(38, 4)) AS amount, c.currency,
-    9500 AS sort_order
+    line_sort_order('adjustment', 0) AS sort_order
 FROM calc_adjustments a
 JOIN cfg_contracts c USING (contract_id);

@@ -6,7 +6,8 @@
 -- rate variance = (billed rate - expected rate) x billed quantity and
 -- volume variance = (billed quantity - expected quantity) x expected rate;
 -- what is left (rounding, flat fees, anything not explained by quantity x rate) is
--- other_variance, so the three always add up to the difference.
+-- other_variance, so the three always add up to the difference. Where either side lacks quantity
+-- or rate there is no split: the whole difference is other_variance, variance_basis 'amount only'.
 
 CREATE OR REPLACE TEMP TABLE calc_reconciliation AS
 WITH expected AS (
@@ -64,7 +65,8 @@ SELECT
     END AS status,
     CAST(rate_variance AS DECIMAL(38, 4)) AS rate_variance,
     CAST(volume_variance AS DECIMAL(38, 4)) AS volume_variance,
-    CAST(CASE WHEN rate_variance IS NOT NULL
-              THEN difference - rate_variance - volume_variance END AS DECIMAL(38, 4))
-        AS other_variance
+    CAST(difference - coalesce(rate_variance, 0) - coalesce(volume_variance, 0)
+         AS DECIMAL(38, 4)) AS other_variance,
+    CASE WHEN rate_variance IS NULL THEN 'amount only' ELSE 'quantity x rate' END
+        AS variance_basis
 FROM scored;

@@ -72,7 +72,10 @@ CREATE TABLE IF NOT EXISTS index_factors (
     method VARCHAR,
     cap DECIMAL(20, 6),
     floor DECIMAL(20, 6),
-    factor_scale INTEGER
+    factor_scale INTEGER,
+    change_clamped_to VARCHAR,  -- cap | floor | NULL: which bound held the change
+    factor_held_at VARCHAR,  -- base_relative: the bound the factor was held at
+    rounding_mode VARCHAR
 );
 
 CREATE TABLE IF NOT EXISTS charge_bands (
@@ -89,7 +92,8 @@ CREATE TABLE IF NOT EXISTS charge_bands (
     rate DECIMAL(38, 10),
     base_flat_fee DECIMAL(20, 6),
     flat_fee DECIMAL(38, 10),
-    amount_unrounded DECIMAL(38, 10)
+    amount_unrounded DECIMAL(38, 10),
+    base_amount_unrounded DECIMAL(38, 18) -- the band at base prices, unrounded
 );
 
 CREATE TABLE IF NOT EXISTS charge_lines (
@@ -116,7 +120,21 @@ CREATE TABLE IF NOT EXISTS charge_lines (
     amount_scale INTEGER,
     rate_scale INTEGER,
     description VARCHAR,
-    sort_order INTEGER
+    sort_order INTEGER,
+    indexed BOOLEAN,
+    line_units DECIMAL(38, 12),  -- the service line's units that month
+    banded_units DECIMAL(38, 12),  -- units priced by the bands (surge taken out)
+    surge_over_forecast_pct DECIMAL(38, 8),
+    package_size DECIMAL(38, 6),
+    package_count DECIMAL(38, 0),  -- ceil(units / package_size)
+    base_package_price DECIMAL(38, 6),
+    minimum_units DECIMAL(38, 6),
+    minimum_charge DECIMAL(38, 6),
+    usage_amount DECIMAL(38, 4),  -- minimum lines: the usage charge the floor compares
+    shortfall_amount DECIMAL(38, 4),  -- minimum lines: take-or-pay units x first rate
+    top_up_amount DECIMAL(38, 4),  -- minimum lines: up to the minimum_charge floor
+    base_amount DECIMAL(38, 4),  -- the line at base (unindexed) prices, rounded
+    indexation_effect DECIMAL(38, 4) -- amount - base_amount
 );
 
 CREATE TABLE IF NOT EXISTS kpi_results (
@@ -272,7 +290,8 @@ CREATE TABLE IF NOT EXISTS invoice_reconciliation (
     status VARCHAR,                     -- match | over_billed | under_billed | not_billed | unexpected
     rate_variance DECIMAL(38, 4),
     volume_variance DECIMAL(38, 4),
-    other_variance DECIMAL(38, 4)       -- difference - rate - volume variance
+    other_variance DECIMAL(38, 4),  -- difference - rate - volume variance
+    variance_basis VARCHAR          -- how the difference splits (quantity x rate or not)
 );
 
 CREATE TABLE IF NOT EXISTS invoice_lines (
@@ -287,7 +306,13 @@ CREATE TABLE IF NOT EXISTS invoice_lines (
     rate DECIMAL(38, 8),
     amount DECIMAL(38, 4),       -- rounded once, with the contract's mode and amount_scale
     currency VARCHAR,
-    sort_order INTEGER
+    sort_order INTEGER,
+    rounding_mode VARCHAR,
+    amount_scale INTEGER,
+    bonus_level DECIMAL(38, 10),
+    bonus_pct DECIMAL(38, 8),
+    bonus_charges DECIMAL(38, 4),
+    earned_back_of DATE[]           -- earn_back lines: the months whose credit is returned
 );
 
 CREATE TABLE IF NOT EXISTS adjustments (

@@ -25,17 +25,24 @@ The months of T1:
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import shutil
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
 import pytest
 from click.testing import CliRunner
 
+from pipelines import engine
 from pipelines.cli import main
 from pipelines.errors import SettleError
+from pipelines.explain.readers import INVOICE_SUMMARY_SQL
+from pipelines.periods import fmt, parse_period
 from tests.conftest import Workspace
+
+REPO = Path(__file__).resolve().parent.parent
 
 T1 = """\
 contract_id: T1
@@ -191,8 +198,9 @@ def test_usage_with_bands(portfolio):
 def test_surge(portfolio):
     text = explain(portfolio.db, "2024-01", "surge:voice")
     # threshold forecast 1,200 x 1.10 = 1,320; 1,500 - 1,320 = 180 surge units x 3.00 = 540.00
-    assert "the threshold forecast x (1 + over_forecast_pct) is 1,320" in text
-    assert "so 180 are surge units" in text
+    # the forecast, the over-forecast share and the threshold are stored on the line
+    assert "forecast 1,200 x (1 + 10%) = threshold 1,320, so 180 are surge units" in text
+    assert "1,320 stay in the bands" in text
     assert "Amount: 180 x 3.00 = 540.00" in text
     assert "Amount: 540.00 GBP (surge)" in text
 
@@ -201,7 +209,12 @@ def test_minimum(portfolio):
     text = explain(portfolio.db, "2024-02", "minimum:voice")
     # 600 units against a minimum of 800: 200 short x the first band's 2.00 = 400.00
     assert "the month's 600 units of voice are below the minimum of 800 units" in text
-    assert "Shortfall: 200 units x the first band's rate 2.00 = 400.00" in text
+    assert (
+        "Shortfall: 200 units x the first band's rate 2.00, rounded once (2 places, half_up) "
+        "= 400.00"
+    ) in text
+    # no minimum charge on voice: no top-up sentence at all
+    assert "top-up" not in text
     assert "Amount: 400.00 GBP (minimum)" in text
     usage = explain(portfolio.db, "2024-02", "usage:voice")
     # 600 units all in band 1 at 2.00 = 1,200.00
@@ -351,3 +364,303 @@ def test_a_database_held_for_writing_is_a_clear_error(portfolio, tmp_path):
     shutil.copy(portfolio.db, copy)
     with duckdb.connect(str(copy)), pytest.raises(SettleError, match="in use by a running"):
         explain(copy, "2024-01")
+
+
+# --------------------------------------------------------------------------- explained from stored
+
+# A month, with or without a day and a time: a date is not a figure of the settlement.
+DATE = re.compile(r"\b\d{4}-\d{2}(?:-\d{2})?(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?\b")
+# A number as explain prints it: thousands separators, a sign, a percentage.
+NUMBER = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?%?(?!\w)")
+STATED_SUM = re.compile(r"((?:-?[\d,.]+ \+ )+-?[\d,.]+) = (-?[\d,.]+)")
+# the month a stored row belongs to, in the order a table is keyed by it
+MONTH_COLUMNS = ("billed_in_period", "billed_period", "period")
+
+
+def stored_values(con: duckdb.DuckDBPyConnection, contract: str, period) -> tuple[set, set]:
+    """The numbers and the texts of the stored rows a month's invoice stands on.
+
+    Every stored table, for the contract, in the run that stands for each of its months up to this
+    one (keyed by the table's month column: a table row counts only in the run that stands for its
+    month); the indexation reviews of the run standing for this month; that run's own record; and
+    the month's invoice summary (the stated sums of its lines: count and totals).
+    """
+    stands = con.execute(
+        "SELECT run_id, period FROM current_run_periods WHERE contract_id = ? AND period <= ?",
+        [contract, period],
+    ).fetchall()
+    run = dict((p, r) for r, p in stands)[period]
+    con.execute("CREATE OR REPLACE TEMP TABLE stands (run_id BIGINT, period DATE)")
+    con.executemany("INSERT INTO stands VALUES (?, ?)", stands)
+    tables = [
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary"
+        ).fetchall()
+    ]
+    values: list = []
+    for table in tables:
+        columns = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+        month = next((c for c in MONTH_COLUMNS if c in columns), None)
+        if table == "settlement_runs":
+            query, params = f"SELECT * FROM {table} WHERE run_id = ?", [run]
+        elif "contract_id" not in columns:
+            continue
+        elif table == "index_factors":
+            query = f"SELECT * FROM {table} WHERE contract_id = ? AND run_id = ? AND period <= ?"
+            params = [contract, run, period]
+        elif "run_id" in columns and month:
+            query = (
+                f"SELECT t.* FROM {table} t JOIN stands s "
+                f"ON s.run_id = t.run_id AND s.period = t.{month} WHERE t.contract_id = ?"
+            )
+            params = [contract]
+        else:
+            query, params = f"SELECT * FROM {table} WHERE contract_id = ?", [contract]
+        for row in con.execute(query, params).fetchall():
+            values.extend(row)
+    values.extend(
+        con.execute(
+            f"SELECT * FROM ({INVOICE_SUMMARY_SQL}) WHERE contract_id = ? AND period = ?",
+            [contract, period],
+        ).fetchone()
+    )
+    numbers: set[Decimal] = set()
+    texts: set[str] = set()
+
+    def add(v) -> None:
+        if isinstance(v, bool) or v is None:
+            return
+        if isinstance(v, int | Decimal):
+            numbers.add(Decimal(v).normalize())
+        elif isinstance(v, str) and len(v) >= 3 and re.search(r"\d", v):
+            texts.add(v)
+        elif isinstance(v, list | tuple):
+            for x in v:
+                add(x)
+        elif isinstance(v, dict):
+            for x in v.values():
+                add(x)
+
+    for v in values:
+        add(v)
+    return numbers, texts
+
+
+def as_decimal(token: str) -> Decimal:
+    t = token.replace(",", "")
+    return (Decimal(t[:-1]) / 100 if t.endswith("%") else Decimal(t)).normalize()
+
+
+def unstored_numbers(text: str, numbers: set, texts: set) -> list[tuple[str, str]]:
+    """Each number printed that is neither a stored value nor the sum the text states of them.
+
+    Stored texts (descriptions, reasons, the tiers applied, the code version) are printed verbatim
+    and taken out first; so are dates."""
+    for stored in sorted(texts, key=len, reverse=True):
+        text = text.replace(stored, " <stored text> ")
+    text = DATE.sub(" <date> ", text)
+    missing = []
+    for line in text.splitlines():
+        sums = {
+            as_decimal(m.group(2))
+            for m in STATED_SUM.finditer(line)
+            if sum(as_decimal(x) for x in m.group(1).split(" + ")) == as_decimal(m.group(2))
+        }
+        for token in NUMBER.findall(line):
+            if as_decimal(token) not in numbers | sums:
+                missing.append((token, line.strip()))
+    return missing
+
+
+def settle_samples(db: Path) -> None:
+    """The demo flow (Makefile `demo`) on the bundled samples: 2024-01..2025-06 as known at
+    2025-07-10 and closed, then 2025-07..2025-12 (a rebasing restates the closed Q2)."""
+    contracts, data = REPO / "contracts_config", REPO / "data_samples"
+    engine.settle(
+        contracts,
+        data,
+        db,
+        engine.RunRequest(
+            parse_period("2024-01"), parse_period("2025-06"), as_known_at=dt.date(2025, 7, 10)
+        ),
+    )
+    engine.close(db, parse_period("2024-01"), to=parse_period("2025-06"))
+    engine.settle(
+        contracts, data, db, engine.RunRequest(parse_period("2025-07"), parse_period("2025-12"))
+    )
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("samples") / "settlement.duckdb"
+    settle_samples(db)
+    return db
+
+
+def test_every_number_explain_prints_is_stored(samples):
+    """Every line of every invoice of the sample portfolio (72 contract-months, two runs, a closed
+    half-year and a restated quarter): each number `settle explain` prints is a stored value of
+    the rows the month stands on, or the sum the text states of them."""
+    with duckdb.connect(str(samples), read_only=True) as con:
+        months = con.execute(
+            "SELECT DISTINCT contract_id, period FROM current_invoice_lines ORDER BY ALL"
+        ).fetchall()
+        assert len(months) == 3 * 24
+        missing = []
+        for contract, period in months:
+            text = explain(samples, fmt(period), contract=contract)
+            assert "no stored" not in text, text
+            numbers, texts = stored_values(con, contract, period)
+            missing += [(contract, fmt(period), *m) for m in unstored_numbers(text, numbers, texts)]
+    assert missing == []
+
+
+def test_the_check_finds_a_number_that_is_not_stored(portfolio):
+    # the check itself: a made-up figure in an explanation is reported
+    with duckdb.connect(str(portfolio.db), read_only=True) as con:
+        numbers, texts = stored_values(con, "T1", dt.date(2024, 2, 1))
+    text = explain(portfolio.db, "2024-02", "minimum:voice")
+    assert unstored_numbers(text, numbers, texts) == []
+    assert unstored_numbers(text + "    top-up 123.45\n", numbers, texts) == [
+        ("123.45", "top-up 123.45")
+    ]
+
+
+ZERO_PLACES = """\
+contract_id: Z0
+currency: JPY
+start: 2024-01
+end: 2024-12
+rounding: {mode: half_up, amount_scale: 0, rate_scale: 4}
+service_lines:
+  - id: loose
+    pricing:
+      - effective_from: 2024-01
+        model: per_unit
+        bands: [{rate: 2.45}]
+        minimum_units: 20
+        minimum_charge: 40
+  - id: tight
+    pricing:
+      - effective_from: 2024-01
+        model: per_unit
+        bands: [{rate: 2.45}]
+        minimum_units: 20
+        minimum_charge: 60
+"""
+
+
+def test_a_zero_place_minimum_is_explained_without_a_top_up_it_does_not_bill(ws):
+    """No credits, 0 places, half_up; 10 units of each line at 2.45.
+
+    usage: 10 x 2.45 = 24.5 -> 25 (a tie, half_up). Shortfall: 20 - 10 = 10 units x 2.45 = 24.5
+    -> 25. loose: 25 + 25 = 50 reaches the minimum charge 40: the minimum line is the shortfall,
+    25, with no top-up (reading the shortfall at 2 places, 24.50, would show a top-up of 0.50 that
+    is not on the invoice). tight: 50 is below 60: top-up 60 - 25 - 25 = 10, line 25 + 10 = 35.
+    """
+    ws.contract(ZERO_PLACES)
+    ws.volumes([("Z0", "loose", "2024-01", "10"), ("Z0", "tight", "2024-01", "10")])
+    ws.settle("2024-01")
+    assert ws.lines("2024-01") == {
+        "usage:loose": Decimal("25"),
+        "minimum:loose": Decimal("25"),
+        "usage:tight": Decimal("25"),
+        "minimum:tight": Decimal("35"),
+    }
+    loose = explain(ws.db, "2024-01", "minimum:loose", contract="Z0")
+    assert "Amount: 25.00 JPY (minimum)" in loose
+    assert "rounded once (0 places, half_up) = 25.00" in loose
+    assert "Minimum charge 40.00: usage 25.00 + shortfall 25.00 reaches it; no top-up" in loose
+    assert "0.5" not in loose
+    assert "the top-up" not in loose
+    tight = explain(ws.db, "2024-01", "minimum:tight", contract="Z0")
+    assert "usage 25.00 + shortfall 25.00 is below it; the top-up 10.00 is on this line" in tight
+    assert "Line: shortfall 25.00 + top-up 10.00 = 35.00" in tight
+    usage = explain(ws.db, "2024-01", "usage:loose", contract="Z0")
+    assert "Rounding: 24.50 -> 25.00 (0 places, half_up, the contract's rounding)" in usage
+    with duckdb.connect(str(ws.db), read_only=True) as con:
+        for text in (loose, tight, usage):
+            assert unstored_numbers(text, *stored_values(con, "Z0", dt.date(2024, 1, 1))) == []
+
+
+BASE_RELATIVE = """\
+contract_id: B1
+currency: GBP
+start: 2024-01
+end: 2025-12
+rounding: {mode: half_up, amount_scale: 2, rate_scale: 4}
+service_lines:
+  - id: docs
+    pricing:
+      - {effective_from: 2024-01, model: package, package_size: 1000, package_price: 1450.00}
+fixed_fees:
+  - {id: mgmt, description: Account management, amount: 1000.00, indexed: true}
+indexation:
+  index_id: CPI
+  base_period: 2023-12
+  first_review: 2024-07
+  lag_months: 2
+  cap: 0.03
+  floor: 0.0
+  method: base_relative
+  applies_to: [docs, mgmt]
+"""
+
+
+def test_a_held_factor_and_a_package_line_are_read_not_inferred(ws):
+    """base_relative, weight 1: 2024-07 reads 2024-05 = 102 against the base 2023-12 = 100:
+    factor 102/100 = 1.02, inside [1 x 1.00, 1 x 1.03]. 2025-07 reads 2025-05 = 110: 1.10, held
+    within [1.02, 1.02 x 1.03 = 1.0506] at the cap: 1.0506.
+
+    docs 2025-07: 2,500 units, ceil(2,500 / 1,000) = 3 packages x round(1,450.00 x 1.0506 =
+    1,523.37) = 4,570.11; at base prices 3 x 1,450.00 = 4,350.00: indexation adds 220.11.
+    """
+    ws.contract(BASE_RELATIVE)
+    ws.volumes([("B1", "docs", "2025-07", "2500")])
+    ws.index_values(
+        [("CPI", "2023-12", "100"), ("CPI", "2024-05", "102"), ("CPI", "2025-05", "110")]
+    )
+    ws.settle("2024-07", "2025-07")
+    held = {
+        r["period"]: (r["factor"], r["factor_held_at"])
+        for r in ws.rows("SELECT * FROM current_index_factors")
+    }
+    assert held == {
+        dt.date(2024, 7, 1): (Decimal("1.02"), None),
+        dt.date(2025, 7, 1): (Decimal("1.0506"), "cap"),
+    }
+    text = explain(ws.db, "2025-07", "usage:docs", contract="B1")
+    assert "held at the cap from the previous factor 1.02: 1.0506" in text
+    assert (
+        "Packages: 2,500 units / package size 1,000, rounded up -> 3 package(s) x package price "
+        "1,523.37 (base 1,450.00, indexed) = 4,570.11"
+    ) in text
+    assert "Indexation effect: 4,570.11 against 4,350.00 at base-period prices = 220.11" in text
+    with duckdb.connect(str(ws.db), read_only=True) as con:
+        assert unstored_numbers(text, *stored_values(con, "B1", dt.date(2025, 7, 1))) == []
+
+
+def test_an_earn_back_of_a_closed_month_names_the_credit_it_returns(ws):
+    """January (T1's module figures: a 402.00 credit) is settled and closed before February is:
+    January's stored credit row, the closing run's, still says the earn-back is pending. February's
+    earn-back line names January itself (earned_back_of), so explain reads that credit row instead
+    of re-applying the earn-back rule to the KPI history."""
+    ws.contract(T1)
+    ws.volumes([("T1", "voice", "2024-01", "1500", "1200"), ("T1", "voice", "2024-02", "600")])
+    ws.kpis([("T1", "sl", "2024-01", "0.75"), ("T1", "sl", "2024-02", "0.92")])
+    ws.index_values([("CPI", "2023-10", "100.0"), ("CPI", "2024-01", "112.0")])
+    ws.settle("2024-01")
+    ws.close("2024-01")
+    ws.settle("2024-02")
+    january = ws.rows("SELECT * FROM current_service_credits WHERE period = DATE '2024-01-01'")
+    assert [(r["amount"], r["earn_back_status"]) for r in january] == [(Decimal("402"), "pending")]
+    line = ws.rows("SELECT * FROM current_invoice_lines WHERE line_key = 'earn_back:sl'")[0]
+    assert (line["period"], line["amount"], line["earned_back_of"]) == (
+        dt.date(2024, 2, 1),
+        Decimal("402.00"),
+        [dt.date(2024, 1, 1)],
+    )
+    text = explain(ws.db, "2024-02", "earn_back:sl")
+    assert "Credit of 2024-01: 402.00 (earn-back after 1 assessed months)" in text
+    assert "Earn-back: the credit of 2024-01, 402.00, is returned in full" in text

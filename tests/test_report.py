@@ -15,7 +15,6 @@ figures used below, worked out by hand:
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import re
 from decimal import Decimal
@@ -29,7 +28,7 @@ from click.testing import CliRunner
 from pipelines.cli import main
 from pipelines.errors import SettleError
 from tests.conftest import Workspace
-from tests.test_explain import build_portfolio
+from tests.test_explain import build_portfolio, settle_samples
 
 MONEY = "#,##0.00;[Red]-#,##0.00"
 SHEETS = [
@@ -266,27 +265,12 @@ def test_no_figures_for_the_period(portfolio, tmp_path):
 
 # --------------------------------------------------------------------------- the sample portfolio
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture(scope="module")
 def sample_db(tmp_path_factory) -> Path:
     """The demo flow (Makefile `demo`) on the bundled samples, into a temporary database."""
-    from pipelines import engine
-    from pipelines.periods import parse_period
-
     db = tmp_path_factory.mktemp("sample") / "settlement.duckdb"
-    contracts, data = REPO / "contracts_config", REPO / "data_samples"
-    first = engine.RunRequest(
-        parse_period("2024-01"),
-        parse_period("2025-06"),
-        as_known_at=dt.date(2025, 7, 10),
-    )
-    engine.settle(contracts, data, db, first)
-    engine.close(db, parse_period("2024-01"), to=parse_period("2025-06"))
-    engine.settle(
-        contracts, data, db, engine.RunRequest(parse_period("2025-07"), parse_period("2025-12"))
-    )
+    settle_samples(db)
     return db
 
 
@@ -312,16 +296,117 @@ def test_sample_portfolio_pack_totals_are_the_engine_figures(sample_db, tmp_path
         assert f">{total:,.2f}<" in page
 
 
-def test_sample_portfolio_every_line_explains(sample_db):
-    """Every line of every contract in the demo month has a derivation (no fallback text)."""
-    with duckdb.connect(str(sample_db), read_only=True) as con:
-        months = con.execute(
-            "SELECT contract_id, sum(amount) FROM current_invoice_lines "
-            "WHERE period = DATE '2025-07-01' GROUP BY ALL ORDER BY 1"
-        ).fetchall()
-    for contract, total in months:
-        args = ["explain", "--contract", contract, "--period", "2025-07", "--db", str(sample_db)]
-        result = CliRunner().invoke(main, args)
-        assert result.exit_code == 0, result.output
-        assert f"amount due {total:,.2f}" in result.output
-        assert "no stored" not in result.output
+INDEXED_ZERO_PLACES = """\
+contract_id: J1
+currency: JPY
+start: 2024-01
+end: 2024-12
+rounding: {mode: half_up, amount_scale: 0, rate_scale: 4}
+service_lines:
+  - id: voice
+    pricing:
+      - {effective_from: 2024-01, model: per_unit, bands: [{rate: 2.45}]}
+fixed_fees:
+  - {id: mgmt, description: Account management, amount: 1000, indexed: true}
+indexation:
+  index_id: CPI
+  base_period: 2023-10
+  first_review: 2024-01
+  review_every_months: 12
+  lag_months: 2
+  cap: 0.05
+  floor: 0.0
+  indexed_share: 1.0
+  applies_to: [voice, mgmt]
+"""
+
+
+def test_indexation_effect_is_stored_with_the_contracts_own_rounding(ws, tmp_path):
+    """0 places, half_up. Review 2024-01 reads 2023-11 = 101.25 against 2023-10 = 100: +1.25%,
+    factor 1 x (1 + 1.0 x 0.0125) = 1.0125.
+
+    voice: rate round(2.45 x 1.0125 = 2.480625, 4) = 2.4806; 10 x 2.4806 = 24.806 -> 25; at base
+    prices 10 x 2.45 = 24.5 -> 25: indexation adds 0 to the line (units x rate difference would say
+    0.306, 0.31 at a fixed 2 places). mgmt: 1,000 x 1.0125 = 1,012.5 -> 1,013 against 1,000: 13.
+    The month's effect is 0 + 13 = 13, and charges 25 + 1,013 = 1,038 = 1,025 at base prices + 13.
+    """
+    ws.contract(INDEXED_ZERO_PLACES)
+    ws.volumes([("J1", "voice", "2024-01", "10")])
+    ws.index_values([("CPI", "2023-10", "100"), ("CPI", "2023-11", "101.25")])
+    ws.settle("2024-01")
+    stored = {
+        r["line_key"]: (r["amount"], r["base_amount"], r["indexation_effect"])
+        for r in ws.rows("SELECT * FROM current_charge_lines")
+    }
+    assert stored == {
+        "usage:voice": (Decimal("25"), Decimal("25"), Decimal("0")),
+        "fixed:mgmt": (Decimal("1013"), Decimal("1000"), Decimal("13")),
+    }
+    out = tmp_path / "pack.xlsx"
+    report(ws.db, "2024-01", out)
+    summary = records(openpyxl.load_workbook(out)["Summary"])[0]
+    assert (summary["Charges"], summary["Indexation effect"]) == (1038.0, 13.0)
+
+
+def test_other_variance_is_stored_not_filled_in(portfolio):
+    # T2 fixed:admin is billed (25.00) with no quantity or rate and not expected: the stored row
+    # carries the whole difference as other variance, basis 'amount only'
+    row = portfolio.rows(
+        "SELECT * FROM current_invoice_reconciliation WHERE contract_id = 'T2' "
+        "AND period = DATE '2024-04-01' AND line_key = 'fixed:admin'"
+    )[0]
+    assert (row["difference"], row["other_variance"], row["variance_basis"]) == (
+        Decimal("25.00"),
+        Decimal("25.00"),
+        "amount only",
+    )
+    assert row["rate_variance"] is None and row["volume_variance"] is None
+
+
+CAPPED = """\
+contract_id: C2
+currency: GBP
+start: 2024-01
+end: 2024-12
+service_lines:
+  - id: voice
+    pricing:
+      - effective_from: 2024-01
+        model: graduated
+        bands:
+          - {up_to: 100, rate: 2.00}
+          - {rate: 1.00}
+        maximum_charge: 250.00
+indexation:
+  index_id: CPI
+  base_period: 2023-10
+  first_review: 2024-01
+  lag_months: 2
+  cap: 0.10
+  floor: 0.0
+  indexed_share: 1.0
+  applies_to: [voice]
+"""
+
+
+def test_indexation_effect_of_a_line_capped_at_its_maximum_charge(ws, tmp_path):
+    """Review 2024-01: 2023-11 = 110 against 2023-10 = 100, +10% (at the cap): factor 1.10.
+
+    200 units. Indexed: 100 x round(2.00 x 1.10) + 100 x 1.10 = 220.00 + 110.00 = 330.00, above
+    the indexed maximum 250.00 x 1.10 = 275.00: 275.00. At base prices 200.00 + 100.00 = 300.00,
+    above 250.00: 250.00. Indexation adds 275.00 - 250.00 = 25.00 (units x rate difference would
+    say 30.00, ignoring the cap).
+    """
+    ws.contract(CAPPED)
+    ws.volumes([("C2", "voice", "2024-01", "200")])
+    ws.index_values([("CPI", "2023-10", "100"), ("CPI", "2023-11", "110")])
+    ws.settle("2024-01")
+    stored = {
+        r["line_key"]: (r["amount"], r["base_amount"], r["indexation_effect"], r["capped"])
+        for r in ws.rows("SELECT * FROM current_charge_lines")
+    }
+    assert stored == {"usage:voice": (Decimal("275.00"), Decimal("250.00"), Decimal("25.00"), True)}
+    out = tmp_path / "pack.xlsx"
+    report(ws.db, "2024-01", out)
+    summary = records(openpyxl.load_workbook(out)["Summary"])[0]
+    assert (summary["Charges"], summary["Indexation effect"]) == (275.0, 25.0)

@@ -133,8 +133,8 @@ def test_undeclared_and_mistyped_columns_stop_the_run_and_write_nothing(ws, sql_
     _mutate(sql_copy / "schema.sql", "units DECIMAL(38, 12)", "units VARCHAR")
     _mutate(
         sql_copy / "schema.sql",
-        "    sort_order INTEGER\n",
-        "    sort_order INTEGER,\n    bogus DATE\n",
+        "    sort_order INTEGER,\n",
+        "    sort_order INTEGER,\n    bogus DATE,\n",
     )
     with pytest.raises(SettleError) as err:
         ws.settle("2024-01")

@@ -1,0 +1,123 @@
+"""`settle explain`: the derivation of each invoice line, in words and numbers, from the database.
+
+Everything is read from the stored tables through the `current_*` views (and, for the indexation
+chain and the closing figures of a restated month, the stored rows of the run named by those
+views): an auditor holding only the DuckDB file gets the same text. The file is opened read-only.
+Nothing is recomputed or inferred: every number printed is a stored column of the run that stands
+for the month (or, where the text says so, their sum), and the arithmetic shown between them is the
+rule that links them, so a reader can check it by hand. The rounding terms, clamp flags, minimum
+split, package count, bonus level and the credits an earn-back returns are all stored by the
+settlement SQL for this purpose.
+
+One module per line type (usage, surge, minimum, fixed, credit, earn_back, bonus, gain_share,
+adjustment); `readers` holds the database access and `Month`, `text` the number formatting.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import SettleError
+from ..periods import fmt
+from .adjustment import explain_adjustment
+from .bonus import explain_bonus
+from .credit import explain_credit
+from .earn_back import explain_earn_back
+from .fixed import explain_fixed_fee
+from .gain_share import explain_gain_share
+from .minimum import explain_minimum
+from .readers import Month, Row, connect_read_only, has_settled_figures, rows
+from .reconciliation import reconciliation_lines
+from .surge import explain_surge
+from .text import money, num, pct
+from .usage import explain_usage
+
+__all__ = ["connect_read_only", "explain", "has_settled_figures", "money", "num", "pct", "rows"]
+
+Explainer = Callable[[Month, Row, str], list[str]]
+
+# charge lines are explained from their stored charge row, the others from the invoice line
+CHARGE_EXPLAINERS: dict[str, Explainer] = {
+    "usage": explain_usage,
+    "surge": explain_surge,
+    "minimum": explain_minimum,
+    "fixed_fee": explain_fixed_fee,
+}
+LINE_EXPLAINERS: dict[str, Explainer] = {
+    "credit": explain_credit,
+    "earn_back": explain_earn_back,
+    "bonus": explain_bonus,
+    "gain_share": explain_gain_share,
+    "adjustment": explain_adjustment,
+}
+
+
+def explain_line(m: Month, line: Row) -> list[str]:
+    indent = "    "
+    out = [
+        f"  {line['line_key']}: {line['description']}",
+        f"{indent}Amount: {money(line['amount'])} {line['currency']} ({line['line_type']})",
+    ]
+    charge = m.charges.get(line["line_key"])
+    if line["line_type"] in CHARGE_EXPLAINERS and charge:
+        out += CHARGE_EXPLAINERS[line["line_type"]](m, charge, indent)
+    elif line["line_type"] in LINE_EXPLAINERS:
+        out += LINE_EXPLAINERS[line["line_type"]](m, line, indent)
+    else:
+        out.append(f"{indent}(no stored derivation for this line type)")
+    return out + reconciliation_lines(m, line["line_key"], indent)
+
+
+def _header(m: Month) -> list[str]:
+    run = m.run
+    known = f", as known at {run['as_known_at']}" if run.get("as_known_at") else ""
+    s = m.summary
+    return [
+        f"{m.contract_id} {fmt(m.period)} ({m.currency})",
+        f"Figures of run {m.run_id} ({run.get('mode')} {run.get('periods')}{known}; code "
+        f"{run.get('code_version')}); the month is {m.status}.",
+        f"Invoice: {s['lines']} line(s), amount due {money(s['amount_due'])} {m.currency} (the sum "
+        "of the rounded lines).",
+    ]
+
+
+def explain(db_path: Path, contract_id: str, period: dt.date, line_key: str | None = None) -> str:
+    """The derivation of one line, or of every line, of a contract's invoice for a month."""
+    con = connect_read_only(db_path)
+    try:
+        if not has_settled_figures(con):
+            raise SettleError(f"{db_path}: no settled figures yet; run `settle run` first")
+        m = Month(con, contract_id, period)
+        # gain-share windows billed on this month whose amount is zero have no invoice line
+        # (gated, below the threshold, an overrun not shared): they are explained all the same
+        unbilled = [
+            {
+                "line_key": "gain_share",
+                "line_type": "gain_share",
+                "description": g.get("description") or "Gain-share",
+                "amount": g["provider_amount"],
+                "currency": m.currency,
+            }
+            for g in m.gain_share
+            if not any(line["line_key"] == "gain_share" for line in m.lines)
+        ][:1]
+        lines = m.lines
+        if line_key is not None:
+            lines = [line for line in m.lines + unbilled if line["line_key"] == line_key]
+            if not lines:
+                raise SettleError(
+                    f"no line {line_key!r} on the {fmt(period)} invoice of {contract_id}; its "
+                    "lines are: " + ", ".join(line["line_key"] for line in m.lines)
+                )
+        out = _header(m)
+        for line in lines:
+            out.append("")
+            out += explain_line(m, line)
+        if line_key is None and unbilled:
+            out += ["", "Settled this month with no invoice line (the amount is zero):"]
+            out += explain_line(m, unbilled[0])
+        return "\n".join(out) + "\n"
+    finally:
+        con.close()
