@@ -13,7 +13,7 @@ DEMO_MONTH ?= 2025-12
 
 $(BIN)/settle: pyproject.toml uv.lock
 	$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
-	$(UV) sync --frozen --quiet
+	$(UV) sync --frozen --quiet --group spark
 	@touch $@
 
 setup: $(BIN)/settle
