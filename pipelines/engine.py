@@ -35,6 +35,7 @@ import duckdb
 import pyarrow as pa
 
 from . import __version__
+from . import closed_months
 from .config import LoadedContract, load_contracts
 from .errors import SettleError
 from .inputs import InputSet, read_inputs
@@ -65,6 +66,7 @@ STORED: dict[str, tuple[str, str]] = {
     "invoice_lines": ("calc_invoice", "period"),
     "invoice_reconciliation": ("calc_reconciliation", "period"),
     "adjustments": ("calc_adjustments", "billed_in_period"),
+    "interaction_counts": ("calc_interaction_counts", "period"),
 }
 
 SORT_KEYS: dict[str, str] = {
@@ -78,6 +80,7 @@ SORT_KEYS: dict[str, str] = {
     "invoice_lines": "contract_id, period, sort_order, line_key",
     "invoice_reconciliation": "contract_id, period, line_key",
     "adjustments": "contract_id, billed_in_period, period, line_key",
+    "interaction_counts": "contract_id, service_line_id, period, excluded_from, kind, bound",
 }
 
 
@@ -88,6 +91,7 @@ class RunRequest:
     contract_ids: set[str] | None = None
     as_known_at: dt.date | None = None
     dry_run: bool = False
+    interactions_engine: str | None = None  # duckdb | spark (None: SETTLE_INTERACTIONS_ENGINE)
 
 
 @dataclass
@@ -131,10 +135,12 @@ def register_terms(con: duckdb.DuckDBPyConnection, contracts: list[LoadedContrac
         _register(con, name, table)
 
 
-def register_inputs(con: duckdb.DuckDBPyConnection, inputs: InputSet) -> None:
+def register_inputs(
+    con: duckdb.DuckDBPyConnection, inputs: InputSet, interactions_engine: str | None = None
+) -> None:
     for folder, frame in inputs.frames.items():
         _register(con, f"in_{folder}", frame.to_arrow())
-    register_interactions(con, inputs.interaction_files)
+    register_interactions(con, inputs.interaction_files, inputs.data_dir, interactions_engine)
 
 
 def _register(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
@@ -378,7 +384,7 @@ def settle(
         ensure_schema(con)
         run_script(con, SQL_DIR / "01_macros.sql")
         register_terms(con, contracts)
-        register_inputs(con, inputs)
+        register_inputs(con, inputs, request.interactions_engine)
         check_input_rules(con)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE run_params AS SELECT ?::DATE AS period_from, "
@@ -461,6 +467,8 @@ def _store(
     con.register("_run_configs", configs)
     con.execute("INSERT INTO run_configs SELECT ?, * FROM _run_configs", [run_id])
     con.unregister("_run_configs")
+    closed_months.record(con, run_id, inputs.file_hashes)
+    input_hashes = {**inputs.file_hashes, **closed_months.interaction_hashes(con)}
     config_hashes = {c.contract_id: c.sha256 for c in sorted(selected, key=lambda c: c.contract_id)}
     con.execute(
         """
@@ -482,8 +490,8 @@ def _store(
             str(inputs.data_dir),
             list(config_hashes),
             list(config_hashes.values()),
-            sorted(inputs.file_hashes),
-            [inputs.file_hashes[k] for k in sorted(inputs.file_hashes)],
+            sorted(input_hashes),
+            [input_hashes[k] for k in sorted(input_hashes)],
         ],
     )
 
