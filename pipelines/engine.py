@@ -34,8 +34,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from . import __version__
-from . import closed_months
+from . import __version__, closed_months
 from .config import LoadedContract, load_contracts
 from .errors import SettleError
 from .inputs import InputSet, read_inputs

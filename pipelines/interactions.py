@@ -231,10 +231,11 @@ def register_interactions(
         source = f"read_parquet({_sql_text(path)})"
     else:
         source = f"({sql})"
+    typed = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in COUNT_COLUMNS.items())
     try:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE calc_interaction_counts AS "
-            f"SELECT {', '.join(COUNT_COLUMNS)} FROM {source} "
+            f"SELECT {typed} FROM {source} "
             f"UNION ALL SELECT {', '.join(COUNT_COLUMNS)} FROM calc_reused_interaction_counts "
             f"ORDER BY {COUNT_KEY}"
         )
@@ -259,12 +260,17 @@ def engine_name(engine: str | None = None) -> str:
 
 
 # interaction_counts: its columns in order, and its key (sql/interactions.sql)
-COUNT_COLUMNS = (
-    "contract_id", "service_line_id", "period", "excluded_from", "kind", "bound",
-    "interactions", "answered", "abandoned", "answer_wait_us", "handled", "handle_s",
-    "fcr_answers", "fcr_resolved", "csat_answers", "csat_sum", "answered_and_abandoned",
-    "earliest_outcome_us", "min_handle_s", "min_csat", "max_csat", "cast_errors",
-)  # fmt: skip
+COUNT_COLUMNS: dict[str, str] = {
+    "contract_id": "VARCHAR", "service_line_id": "VARCHAR", "period": "DATE",
+    "excluded_from": "TIMESTAMP", "kind": "VARCHAR", "bound": "INTEGER",
+    **{c: "BIGINT" for c in (
+        "interactions", "answered", "abandoned", "answer_wait_us", "handled", "handle_s",
+        "fcr_answers", "fcr_resolved", "csat_answers", "csat_sum", "answered_and_abandoned",
+        "earliest_outcome_us",
+    )},
+    "min_handle_s": "INTEGER", "min_csat": "INTEGER", "max_csat": "INTEGER",
+    "cast_errors": "BIGINT",
+}  # fmt: skip
 COUNT_KEY = "contract_id, service_line_id, period, excluded_from, kind, bound"
 
 _HIVE_PERIOD = re.compile(r"(?:^|/)period=(\d{4})-(\d{2})(?:-01)?/")
@@ -362,13 +368,17 @@ def counts_sql(waits: list[int], boxes: list[int], has_casts: bool, proven: set[
     counts, values = [], []
     answered, abandoned, csat = [], [], []
     for s in waits:
-        counts.append(f"count_if(t.answer_us <= {s * 1_000_000}) AS answered_within_{s}")
-        counts.append(f"count_if(t.abandon_us <= {s * 1_000_000}) AS abandoned_within_{s}")
+        counts.append(
+            f"count(CASE WHEN t.answer_us <= {s * 1_000_000} THEN 1 END) AS answered_within_{s}"
+        )
+        counts.append(
+            f"count(CASE WHEN t.abandon_us <= {s * 1_000_000} THEN 1 END) AS abandoned_within_{s}"
+        )
         values.append(f"('wait', {s})")
         answered.append(f" WHEN c.kind = 'wait' AND c.bound = {s} THEN g.answered_within_{s}")
         abandoned.append(f" WHEN c.kind = 'wait' AND c.bound = {s} THEN g.abandoned_within_{s}")
     for b in boxes:
-        counts.append(f"count_if(t.csat >= {b}) AS csat_at_or_above_{b}")
+        counts.append(f"count(CASE WHEN t.csat >= {b} THEN 1 END) AS csat_at_or_above_{b}")
         values.append(f"('csat', {b})")
         csat.append(f" WHEN c.kind = 'csat' AND c.bound = {b} THEN g.csat_at_or_above_{b}")
     fill = {

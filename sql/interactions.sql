@@ -4,8 +4,9 @@
 -- stop the run on any broken rule.
 --
 -- ONE definition, two engines: `interaction_counts` is written in the subset of DuckDB SQL that
--- sqlglot transpiles to Spark SQL unchanged in meaning (no lists, no `epoch_us`, no `::` on
--- anything but plain types, no DuckDB-only functions), so `--interactions-engine spark` runs the
+-- sqlglot transpiles to Spark SQL unchanged in meaning (no lists, no `epoch_us`, no DuckDB-only
+-- functions, and no count_if: over only NULLs DuckDB's gives NULL and Spark's 0; a count of a
+-- CASE gives 0 on both), so `--interactions-engine spark` runs the
 -- transpiled text of this very statement (pipelines/spark.py; tests/test_spark.py checks the
 -- text and the figures). `exclusion_segments` reads the small exclusions/ input and always runs
 -- on DuckDB; Spark receives its result as a Parquet file.
@@ -85,7 +86,7 @@ counted AS (
         count(t.answered_handle_s) AS handled,
         sum(t.answered_handle_s) AS handle_s,
         count(t.first_contact_resolved) AS fcr_answers,
-        count_if(t.first_contact_resolved) AS fcr_resolved,
+        count(CASE WHEN t.first_contact_resolved THEN 1 END) AS fcr_resolved,
         count(t.csat) AS csat_answers,
         sum(t.csat) AS csat_sum,
         -- validation: a group breaks a rule exactly when one of these extremes is out of range
