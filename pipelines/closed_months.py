@@ -129,11 +129,9 @@ def plan(
             """
         ).fetchall()
     ]
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE calc_reused_periods (period DATE)"
-        + (" AS SELECT unnest(?::DATE[]) AS period" if reused else ""),
-        [reused] if reused else [],
-    )
+    con.execute("CREATE OR REPLACE TEMP TABLE calc_reused_periods (period DATE)")
+    if reused:
+        con.executemany("INSERT INTO calc_reused_periods VALUES (?)", [(p,) for p in reused])
     columns = ", ".join(f"ic.{c}" for c in COUNT_COLUMNS)
     con.execute(
         f"""
