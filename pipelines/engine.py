@@ -91,6 +91,7 @@ class RunRequest:
     as_known_at: dt.date | None = None
     dry_run: bool = False
     interactions_engine: str | None = None  # duckdb | spark (None: SETTLE_INTERACTIONS_ENGINE)
+    counts_dir: Path | None = None  # months counted ahead (Dagster's interaction_counts asset)
 
 
 @dataclass
@@ -135,11 +136,16 @@ def register_terms(con: duckdb.DuckDBPyConnection, contracts: list[LoadedContrac
 
 
 def register_inputs(
-    con: duckdb.DuckDBPyConnection, inputs: InputSet, interactions_engine: str | None = None
+    con: duckdb.DuckDBPyConnection,
+    inputs: InputSet,
+    interactions_engine: str | None = None,
+    counts_dir: Path | None = None,
 ) -> None:
     for folder, frame in inputs.frames.items():
         _register(con, f"in_{folder}", frame.to_arrow())
-    register_interactions(con, inputs.interaction_files, inputs.data_dir, interactions_engine)
+    register_interactions(
+        con, inputs.interaction_files, inputs.data_dir, interactions_engine, counts_dir
+    )
 
 
 def _register(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
@@ -383,7 +389,7 @@ def settle(
         ensure_schema(con)
         run_script(con, SQL_DIR / "01_macros.sql")
         register_terms(con, contracts)
-        register_inputs(con, inputs, request.interactions_engine)
+        register_inputs(con, inputs, request.interactions_engine, request.counts_dir)
         check_input_rules(con)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE run_params AS SELECT ?::DATE AS period_from, "

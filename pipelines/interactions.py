@@ -189,6 +189,7 @@ def register_interactions(
     files: list[str],
     data_dir: Path | None = None,
     engine: str | None = None,
+    counts_dir: Path | None = None,
 ) -> None:
     """The interaction_counts stage: expose the files to read as the view `in_interactions`
     (empty when there are none) and count them once into calc_interaction_counts, on DuckDB or
@@ -196,10 +197,11 @@ def register_interactions(
 
     A `period=YYYY-MM/` partition whose month is closed for every contract is not opened at all
     when its files are those its closing runs read (pipelines/closed_months.py): its counts are
-    the closing runs' stored interaction_counts. Needs the terms (cfg_*), in_exclusions and the
-    database's run tables first. Raises SettleError for a file whose columns are unknown,
-    missing or of a type that cannot hold the column exactly (a float for whole seconds, a
-    time-zoned timestamp); the row rules are `check_interactions`.
+    the closing runs' stored interaction_counts. A month counted ahead into `counts_dir` (the
+    Dagster interaction_counts asset) from the same files is read from there. Needs the terms
+    (cfg_*), in_exclusions and the database's run tables first. Raises SettleError for a file
+    whose columns are unknown, missing or of a type that cannot hold the column exactly (a float
+    for whole seconds, a time-zoned timestamp); the row rules are `check_interactions`.
     """
     from . import closed_months
 
@@ -208,7 +210,7 @@ def register_interactions(
         con.execute(sql)
     waits, boxes = _bounds(con)
     fingerprint = _fingerprint(waits, boxes)
-    plan = closed_months.plan(con, files, data_dir, fingerprint)
+    plan = closed_months.plan(con, files, data_dir, fingerprint, counts_dir)
     files = plan.read_files
     casts: list[str] = []
     proven: set[str] = set(VALUE_RULES)  # no files: nothing to check row by row
@@ -228,7 +230,7 @@ def register_interactions(
         from . import spark
 
         path = spark.count_interactions(con, files, view, sql)
-        source = f"read_parquet({_sql_text(path)})"
+        source = f"read_parquet({_sql_text(path)}, hive_partitioning = false)"
     else:
         source = f"({sql})"
     typed = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in COUNT_COLUMNS.items())

@@ -56,12 +56,14 @@ def test_month_end_leaves_closed_months_unopened_until_one_changes(ws):
         if r["file"].endswith(".parquet")
     }
     # the closed months' hashes are carried over from their closing run, not re-hashed
-    assert read["interactions/period=2024-01/part.parquet"] == recorded[
-        "interactions/period=2024-01/part.parquet"
-    ]
-    assert read["interactions/period=2024-02/part.parquet"] == recorded[
-        "interactions/period=2024-02/part.parquet"
-    ]
+    assert (
+        read["interactions/period=2024-01/part.parquet"]
+        == recorded["interactions/period=2024-01/part.parquet"]
+    )
+    assert (
+        read["interactions/period=2024-02/part.parquet"]
+        == recorded["interactions/period=2024-02/part.parquet"]
+    )
     # run 2 stored counts for March only (2 calls, both answered)
     stored = ws.rows(
         "SELECT period, interactions, answered FROM interaction_counts "
@@ -78,7 +80,7 @@ def test_month_end_leaves_closed_months_unopened_until_one_changes(ws):
     result = ws.settle("2024-04")
     reasons = {(a["period"].month, a["reason"]) for a in result.adjustments}
     assert reasons == {(2, "interactions of 2024-02 changed")}
-    # the restated February carries credits, billed on April, the next open month: at least one negative adjustment line
+    # the restated February carries credits, billed on April (the next open month)
     assert min(a["delta"] for a in result.adjustments) < Decimal(0)
     # January is still garbage on disk: the run succeeded, so it was never read
     assert jan.read_bytes() == b"\0" * jan.stat().st_size
