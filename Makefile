@@ -47,6 +47,7 @@ samples: setup
 
 bench: setup
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/interactions.py
 
 dagster: setup
 	mkdir -p .dagster_home
