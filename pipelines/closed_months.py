@@ -104,11 +104,17 @@ def plan(
         ).fetchall()
     }
     ahead = _manifest_stats(counts_dir, {r[2] for r in rows if r[2] is not None})
+    # the hashes decided on now: those of months that may be left unopened (closed for every
+    # contract, or counted ahead). Any other file is read anyway and hashed when the run is
+    # recorded (fill_hashes), so `settle validate` and the counting itself never wait for it.
+    decide = _closed_periods(con) | {
+        p for p in (r[2] for r in rows) if p is not None and _manifest(counts_dir, p).is_file()
+    }
     recorded = []
     for path, name, period, size, mtime in rows:
         if path not in known and ahead.get(name, (None, None, None))[1:] == (size, mtime):
             known[path] = (ahead[name][0], None)
-        sha, n = known.get(path) or (_sha256(path), None)
+        sha, n = known.get(path) or (_sha256(path) if period in decide else None, None)
         recorded.append(("interactions", name, period, sha, n, size, mtime, path))
     periods = sorted({r[2] for r in rows if r[2] is not None})
     for period in periods:
@@ -209,8 +215,8 @@ def _precounted(
         return {}
     found = {}
     for period, state in _now_sets(con).items():
-        folder = Path(counts_dir) / f"period={period:%Y-%m}"
-        manifest = folder / "manifest.json"
+        manifest = _manifest(counts_dir, period)
+        folder = manifest.parent
         if period in skip or not manifest.is_file():
             continue
         try:
@@ -226,7 +232,7 @@ def _manifest_stats(counts_dir: Path | None, periods: set) -> dict[str, tuple]:
     """file -> (sha256, size, mtime_ns) as the manifests of counted-ahead months recorded them."""
     stats: dict[str, tuple] = {}
     for period in periods if counts_dir is not None else ():
-        manifest = Path(counts_dir) / f"period={period:%Y-%m}" / "manifest.json"
+        manifest = _manifest(counts_dir, period)
         try:
             saved = json.loads(manifest.read_text()) if manifest.is_file() else {}
         except (OSError, ValueError):
@@ -239,6 +245,7 @@ def _manifest_stats(counts_dir: Path | None, periods: set) -> dict[str, tuple]:
 def write_counts(con: duckdb.DuckDBPyConnection, counts_dir: Path) -> list[dt.date]:
     """Store the counts of every `period=` month just read as Parquet under counts_dir, each
     with a manifest of the files and measurement they come from, for a later run to use."""
+    fill_hashes(con)
     written = []
     for period, (files, measurement) in sorted(_now_sets(con).items()):
         folder = Path(counts_dir) / f"period={period:%Y-%m}"
@@ -262,6 +269,42 @@ def write_counts(con: duckdb.DuckDBPyConnection, counts_dir: Path) -> list[dt.da
         )
         written.append(period)
     return written
+
+
+def _manifest(counts_dir: Path | None, period: dt.date) -> Path:
+    if counts_dir is None:
+        return Path("/nonexistent/manifest.json")
+    return Path(counts_dir) / f"period={period:%Y-%m}" / "manifest.json"
+
+
+def _closed_periods(con: duckdb.DuckDBPyConnection) -> set[dt.date]:
+    """Months on disk closed for every contract whose term covers them."""
+    return {
+        r[0]
+        for r in con.execute(
+            """
+            SELECT m.period
+            FROM (SELECT DISTINCT period FROM calc_interaction_stat WHERE period IS NOT NULL) m
+            JOIN cfg_contracts c
+              ON m.period >= c.start_period
+             AND m.period <= coalesce(c.end_period, DATE '9999-12-01')
+            LEFT JOIN period_status s ON s.contract_id = c.contract_id AND s.period = m.period
+            GROUP BY m.period
+            HAVING bool_and(coalesce(s.status = 'closed', false))
+            """
+        ).fetchall()
+    }
+
+
+def fill_hashes(con: duckdb.DuckDBPyConnection) -> None:
+    """Hash the files whose hash was not needed to plan the run (they were read anyway)."""
+    missing = con.execute(
+        "SELECT path FROM calc_interaction_inputs WHERE sha256 IS NULL AND path IS NOT NULL"
+    ).fetchall()
+    for (path,) in missing:
+        con.execute(
+            "UPDATE calc_interaction_inputs SET sha256 = ? WHERE path = ?", [_sha256(path), path]
+        )
 
 
 def _month_fingerprint(con: duckdb.DuckDBPyConnection, period: dt.date, fingerprint: str) -> str:
@@ -332,6 +375,7 @@ def _closing_sets(con: duckdb.DuckDBPyConnection) -> None:
 def record(con: duckdb.DuckDBPyConnection, run_id: int, other_files: dict[str, str]) -> None:
     """run_inputs of this run: every input file it read or relied on (interactions/ from
     calc_interaction_inputs, the other folders from their hashes), with month and hash."""
+    fill_hashes(con)
     con.execute(
         "INSERT INTO run_inputs SELECT ?, folder, file, period, sha256, rows, bytes, modified_ns "
         "FROM calc_interaction_inputs ORDER BY file, period",
@@ -353,6 +397,7 @@ def record(con: duckdb.DuckDBPyConnection, run_id: int, other_files: dict[str, s
 
 def interaction_hashes(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """file -> sha256 of every interaction file this run read or relied on."""
+    fill_hashes(con)
     return dict(
         con.execute(
             "SELECT file, sha256 FROM calc_interaction_inputs WHERE path IS NOT NULL ORDER BY file"

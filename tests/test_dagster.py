@@ -162,6 +162,7 @@ def test_code_location_loads_and_validates():
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
         "validated_inputs",
+        "interaction_counts",
         *TABLE_ASSETS,
     }
     assert {k.name for k in graph.asset_check_keys} == {
