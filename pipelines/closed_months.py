@@ -403,3 +403,35 @@ def interaction_hashes(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
             "SELECT file, sha256 FROM calc_interaction_inputs WHERE path IS NOT NULL ORDER BY file"
         ).fetchall()
     )
+
+
+def count_ahead(
+    contracts_dir: Path, data_dir: Path, counts_dir: Path, first, last, engine_name: str
+) -> dict:
+    """Validate and count the `period=` interaction files of months first..last, on DuckDB or
+    Spark, into counts_dir (write_counts), for a later settlement to read. Writes no database."""
+    import dataclasses
+
+    from . import engine
+    from .interactions import check_interactions, hive_period
+    from .periods import fmt
+
+    contracts, inputs = engine.load(contracts_dir, data_dir)
+    wanted = [
+        f
+        for f in inputs.interaction_files
+        if (p := hive_period(f)) is not None and first <= p <= last
+    ]
+    only = dataclasses.replace(inputs, interaction_files=wanted)
+    con = duckdb.connect()
+    try:
+        engine.ensure_schema(con)
+        engine.run_script(con, engine.SQL_DIR / "01_macros.sql")
+        engine.register_terms(con, contracts)
+        engine.register_inputs(con, only, engine_name)
+        check_interactions(con)
+        months = write_counts(con, counts_dir)
+        rows = con.execute("SELECT count(*) FROM calc_interaction_counts").fetchone()[0]
+    finally:
+        con.close()
+    return {"files": len(wanted), "months": [fmt(m) for m in months], "rows": rows}

@@ -88,11 +88,14 @@ def session():
                 f"({found}). Install a Java 17 runtime (e.g. apt-get install openjdk-17-jre-"
                 "headless) or set JAVA_HOME, or set SPARK_REMOTE to use a Spark Connect server."
             )
-        builder = (
-            SparkSession.builder.master(os.environ.get("SPARK_MASTER", "local[*]"))
-            .config("spark.ui.enabled", "false")
-            .config("spark.sql.shuffle.partitions", os.environ.get("SETTLE_SPARK_PARTITIONS", "8"))
+        builder = SparkSession.builder.config(
+            "spark.sql.shuffle.partitions", os.environ.get("SETTLE_SPARK_PARTITIONS", "8")
         )
+        # under spark-submit the master and resources come from its command line
+        if "PYSPARK_GATEWAY_PORT" not in os.environ or os.environ.get("SPARK_MASTER"):
+            builder = builder.master(os.environ.get("SPARK_MASTER", "local[*]")).config(
+                "spark.ui.enabled", "false"
+            )
     builder = builder.appName("settle-interaction-counts")
     try:
         spark = builder.getOrCreate()

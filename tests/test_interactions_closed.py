@@ -84,3 +84,36 @@ def test_month_end_leaves_closed_months_unopened_until_one_changes(ws):
     assert min(a["delta"] for a in result.adjustments) < Decimal(0)
     # January is still garbage on disk: the run succeeded, so it was never read
     assert jan.read_bytes() == b"\0" * jan.stat().st_size
+
+
+def test_settle_run_reads_counts_counted_ahead(ws, tmp_path):
+    """The spark-submit job's flow, on DuckDB: count a month ahead into a folder, then
+    `settle run --counts-dir` settles it without opening its files."""
+    from click.testing import CliRunner
+
+    from pipelines import cli
+    from pipelines.closed_months import count_ahead
+    from pipelines.periods import parse_period
+
+    ws.contract(MEASURES)
+    ws.volumes([("M1", "voice", "2024-01", "1000")])
+    jan = ws.interactions(_month("2024-01-10 09:00:00", "30"), "period=2024-01/part.parquet")
+    counts = tmp_path / "counts"
+    month = parse_period("2024-01")
+    summary = count_ahead(ws.contracts_dir, ws.data_dir, counts, month, month, "duckdb")
+    assert summary["months"] == ["2024-01"] and summary["files"] == 1
+    _blind(jan)
+    result = CliRunner().invoke(
+        cli.main,
+        ["run", "--period", "2024-01", "--contracts", str(ws.contracts_dir), "--data",
+         str(ws.data_dir), "--db", str(ws.db), "--counts-dir", str(counts)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    # two calls answered after 30 s: A_T(20 s) / A = 0 / 2 = 0; ASA = 60 s / 2 = 30 s
+    values = {
+        r["kpi_id"]: r["value"]
+        for r in ws.rows(
+            "SELECT kpi_id, value FROM kpi_results WHERE kpi_id IN ('sl_ignore', 'asa')"
+        )
+    }
+    assert values == {"sl_ignore": 0, "asa": 30}

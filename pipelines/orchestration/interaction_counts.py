@@ -16,18 +16,15 @@ store what one run over every contract stores: each contract's figures depend on
 and inputs only.
 """
 
-import dataclasses
 import hashlib
 import os
 
 import dagster as dg
-import duckdb
 from pydantic import Field
 
-from .. import closed_months, engine
+from .. import closed_months
 from ..errors import SettleError
-from ..interactions import check_interactions, engine_name, hive_period
-from ..periods import fmt
+from ..interactions import engine_name
 from .partitions import MONTHS, ONE_RUN, months_of
 from .resources import SettleFiles
 
@@ -79,26 +76,9 @@ class InteractionsEngine(dg.ConfigurableResource):
 
 
 def count_ahead(files: SettleFiles, first, last, engine_choice: str) -> dict:
-    """Validate and count the interaction files of months first..last into the counts folder."""
-    contracts, inputs = engine.load(files.contracts, files.data)
-    wanted = [
-        f
-        for f in inputs.interaction_files
-        if (p := hive_period(f)) is not None and first <= p <= last
-    ]
-    only = dataclasses.replace(inputs, interaction_files=wanted)
-    con = duckdb.connect()
-    try:
-        engine.ensure_schema(con)
-        engine.run_script(con, engine.SQL_DIR / "01_macros.sql")
-        engine.register_terms(con, contracts)
-        engine.register_inputs(con, only, engine_choice)
-        check_interactions(con)
-        months = closed_months.write_counts(con, files.counts)
-        rows = con.execute("SELECT count(*) FROM calc_interaction_counts").fetchone()[0]
-    finally:
-        con.close()
-    return {"files": len(wanted), "months": [fmt(m) for m in months], "rows": rows}
+    return closed_months.count_ahead(
+        files.contracts, files.data, files.counts, first, last, engine_choice
+    )
 
 
 @dg.asset(
