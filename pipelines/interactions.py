@@ -243,6 +243,9 @@ def register_interactions(
         )
     except duckdb.Error as exc:
         raise SettleError(f"interactions/: the files could not be read: {exc}") from None
+    finally:
+        if engine == "spark" and files:
+            spark.discard(path)
 
 
 ENGINES = ("duckdb", "spark")

@@ -123,8 +123,11 @@ last_statements: list[str] = []
 def count_interactions(con: duckdb.DuckDBPyConnection, files: list[str], view, sql: str) -> str:
     """Run the counts on Spark over `files`; return the Parquet folder (a glob) DuckDB reads."""
     spark = session()
-    root = os.environ.get("SETTLE_SPARK_WORKDIR") or tempfile.mkdtemp(prefix="settle-spark-")
-    work = f"{root.rstrip('/')}/{uuid.uuid4().hex}"
+    root = os.environ.get("SETTLE_SPARK_WORKDIR")
+    if root:
+        work = f"{root.rstrip('/')}/{uuid.uuid4().hex}"
+    else:
+        work = tempfile.mkdtemp(prefix="settle-spark-")
     segments = f"{work}/exclusion_segments.parquet"
     out = f"{work}/interaction_counts"
     if "://" not in work:
@@ -148,3 +151,10 @@ def count_interactions(con: duckdb.DuckDBPyConnection, files: list[str], view, s
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SettleError(f"interactions/: Spark could not count the files: {first}") from None
     return f"{out}/*.parquet"
+
+
+def discard(counts_glob: str) -> None:
+    """Remove a local work folder of count_interactions once DuckDB has read the counts."""
+    work = counts_glob.rsplit("/interaction_counts/", 1)[0]
+    if "://" not in work:
+        shutil.rmtree(work, ignore_errors=True)
