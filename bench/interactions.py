@@ -17,6 +17,7 @@ import argparse
 import os
 import platform
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -141,6 +142,9 @@ def main() -> None:
         "machine is bounded by its cores and disk."
     )
     spark.stop()
+    con.close()
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
     if not identical:
         sys.exit(1)
 
