@@ -139,9 +139,7 @@ def count_interactions(con: duckdb.DuckDBPyConnection, files: list[str], view, s
     statements = [to_spark(view.select_sql("raw_interactions")), to_spark(sql)]
     last_statements[:] = statements
     try:
-        spark.read.option("mergeSchema", "true").parquet(*files).createOrReplaceTempView(
-            "raw_interactions"
-        )
+        _read(spark, con, files).createOrReplaceTempView("raw_interactions")
         spark.sql(statements[0]).createOrReplaceTempView("in_interactions")
         spark.read.parquet(segments).createOrReplaceTempView("calc_exclusion_segments")
         spark.sql(statements[1]).write.mode("overwrite").parquet(out)
@@ -151,6 +149,26 @@ def count_interactions(con: duckdb.DuckDBPyConnection, files: list[str], view, s
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SettleError(f"interactions/: Spark could not count the files: {first}") from None
     return f"{out}/*.parquet"
+
+
+def _read(spark, con: duckdb.DuckDBPyConnection, files: list[str]):
+    """The files as one DataFrame by column name. Spark's mergeSchema refuses files whose
+    integer widths differ (int8 csat in one, int32 in another); a union by name widens them as
+    DuckDB's union_by_name does. Files are grouped by schema (from the footers, via DuckDB) so
+    the union has one branch per distinct schema, not per file."""
+    listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    groups: dict[str, list[str]] = {}
+    for file, signature in con.execute(
+        "SELECT file_name, string_agg(name || ':' || duckdb_type, ',' ORDER BY name) "
+        f"FROM parquet_schema([{listing}]) WHERE duckdb_type IS NOT NULL "
+        "GROUP BY file_name ORDER BY file_name"
+    ).fetchall():
+        groups.setdefault(signature, []).append(file)
+    frame = None
+    for paths in groups.values():
+        part = spark.read.parquet(*paths)
+        frame = part if frame is None else frame.unionByName(part, allowMissingColumns=True)
+    return frame
 
 
 def discard(counts_glob: str) -> None:

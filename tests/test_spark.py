@@ -13,6 +13,8 @@ import shutil
 from decimal import Decimal
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipelines import engine, interactions, spark
@@ -58,7 +60,14 @@ def _sample(ws) -> None:
         ("M1", "sl_ignore", "2024-02", "b", "2024-02-06 10:30:00", "2024-02-06 11:30:00"),
     ])  # fmt: skip
     ws.interactions(rows_of(JANUARY), name="period=2024-01/part.parquet")
-    ws.interactions(rows_of(FEBRUARY), name="period=2024-02/part.parquet")
+    feb = ws.interactions(rows_of(FEBRUARY), name="period=2024-02/part.parquet")
+    # February's file has another schema: csat as int32 (January's is int8) and no
+    # first_contact_resolved column; both engines must read the two files by column name
+    table = pq.read_table(feb).drop_columns(["first_contact_resolved"])
+    table = table.set_column(
+        table.schema.get_field_index("csat"), "csat", table["csat"].cast(pa.int32())
+    )
+    pq.write_table(table, feb)
 
 
 def _settle(ws, engine_name: str) -> None:
