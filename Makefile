@@ -13,7 +13,7 @@ DEMO_MONTH ?= 2025-12
 
 $(BIN)/settle: pyproject.toml uv.lock
 	$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
-	$(UV) sync --frozen --quiet
+	$(UV) sync --frozen --quiet --group spark
 	@touch $@
 
 setup: $(BIN)/settle
@@ -47,6 +47,7 @@ samples: setup
 
 bench: setup
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/interactions.py
 
 dagster: setup
 	mkdir -p .dagster_home

@@ -104,7 +104,36 @@ def validate(contracts: Path, data: Path, db: Path) -> None:
     help="Rebuild with only the terms agreed on or before this date (YYYY-MM-DD).",
 )
 @click.option("--dry-run", is_flag=True, help="Compute and print, write nothing.")
-def run(contracts, data, db, period, to, contract_ids, as_known_at, dry_run) -> None:
+@click.option(
+    "--interactions-engine",
+    "interactions_engine",
+    type=click.Choice(["duckdb", "spark"]),
+    envvar="SETTLE_INTERACTIONS_ENGINE",
+    default="duckdb",
+    show_default=True,
+    help="Engine that counts interactions/ (spark: SPARK_REMOTE or SPARK_MASTER, else local[*]).",
+)
+@click.option(
+    "--counts-dir",
+    "counts_dir",
+    envvar="SETTLE_COUNTS_DIR",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Interaction counts counted ahead (pipelines/spark_submit.py, Dagster): read instead "
+    "of the month's files while those are unchanged.",
+)
+def run(
+    contracts,
+    data,
+    db,
+    period,
+    to,
+    contract_ids,
+    as_known_at,
+    dry_run,
+    interactions_engine,
+    counts_dir,
+) -> None:
     """Settle one month or a range as one run."""
     import datetime as dt
 
@@ -116,7 +145,9 @@ def run(contracts, data, db, period, to, contract_ids, as_known_at, dry_run) -> 
             known_at = dt.date.fromisoformat(as_known_at)
         except ValueError:
             raise SettleError(f"--as-known-at {as_known_at!r} is not a date (YYYY-MM-DD)") from None
-    request = engine.RunRequest(first, last, set(contract_ids) or None, known_at, dry_run)
+    request = engine.RunRequest(
+        first, last, set(contract_ids) or None, known_at, dry_run, interactions_engine, counts_dir
+    )
     result = engine.settle(contracts, data, db, request, _progress)
     _print_result(result, db, dry_run)
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from . import __version__, checks, store
+from . import __version__, checks, closed_months, store
 from .config import LoadedContract, load_contracts
 from .errors import SettleError
 from .inputs import InputSet, kpi_kinds_table, read_inputs
@@ -60,6 +60,8 @@ class RunRequest:
     contract_ids: set[str] | None = None
     as_known_at: dt.date | None = None
     dry_run: bool = False
+    interactions_engine: str | None = None  # duckdb | spark (None: SETTLE_INTERACTIONS_ENGINE)
+    counts_dir: Path | None = None  # months counted ahead (Dagster's interaction_counts asset)
 
 
 @dataclass
@@ -104,10 +106,17 @@ def register_terms(con: duckdb.DuckDBPyConnection, contracts: list[LoadedContrac
     _register(con, "cfg_kpi_kinds", kpi_kinds_table(contracts))
 
 
-def register_inputs(con: duckdb.DuckDBPyConnection, inputs: InputSet) -> None:
+def register_inputs(
+    con: duckdb.DuckDBPyConnection,
+    inputs: InputSet,
+    interactions_engine: str | None = None,
+    counts_dir: Path | None = None,
+) -> None:
     for folder, frame in inputs.frames.items():
         _register(con, f"in_{folder}", frame.to_arrow())
-    register_interactions(con, inputs.interaction_files)
+    register_interactions(
+        con, inputs.interaction_files, inputs.data_dir, interactions_engine, counts_dir
+    )
 
 
 def _register(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
@@ -336,7 +345,7 @@ def settle(
         ensure_schema(con)
         run_script(con, SQL_DIR / "01_macros.sql")
         register_terms(con, contracts)
-        register_inputs(con, inputs)
+        register_inputs(con, inputs, request.interactions_engine, request.counts_dir)
         check_input_rules(con)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE run_params AS SELECT ?::DATE AS period_from, "
@@ -415,6 +424,8 @@ def _store(
     con.register("_run_configs", configs)
     con.execute("INSERT INTO run_configs SELECT ?, * FROM _run_configs", [run_id])
     con.unregister("_run_configs")
+    closed_months.record(con, run_id, inputs.file_hashes)
+    input_hashes = {**inputs.file_hashes, **closed_months.interaction_hashes(con)}
     config_hashes = {c.contract_id: c.sha256 for c in sorted(selected, key=lambda c: c.contract_id)}
     con.execute(
         """
@@ -436,8 +447,8 @@ def _store(
             str(inputs.data_dir),
             list(config_hashes),
             list(config_hashes.values()),
-            sorted(inputs.file_hashes),
-            [inputs.file_hashes[k] for k in sorted(inputs.file_hashes)],
+            sorted(input_hashes),
+            [input_hashes[k] for k in sorted(input_hashes)],
         ],
     )
 

@@ -465,10 +465,9 @@ def read_inputs(data_dir: Path) -> InputSet:
         frames[folder] = frame.with_columns(
             pl.col(c).cast(t) for c, (t, _, _) in spec.items() if isinstance(t, pl.Decimal)
         )
+    # interactions/ is hashed by pipelines.closed_months, which opens only the files it must; an
+    # unreadable file is named when the scan fails (interactions.unreadable_file)
     interaction_files = _files(data_dir / "interactions", data_dir)
-    for path in interaction_files:
-        check_parquet_footer(path, shown_name(path, data_dir))
-        hashes[str(path.relative_to(data_dir))] = sha256_file(path)
     return InputSet(
         data_dir=data_dir,
         frames=frames,

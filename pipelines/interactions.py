@@ -17,6 +17,8 @@ sql/05_measures.sql then derives each measured KPI from the counts, without touc
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ import duckdb
 from .checks import Check
 from .checks import run as run_checks
 from .errors import SettleError
-from .inputs import unreadable_file
+from .inputs import check_parquet_footer, unreadable_file
 
 SQL_FILE = Path(__file__).resolve().parent.parent / "sql" / "interactions.sql"
 
@@ -127,34 +129,55 @@ def _check_schemas(con: duckdb.DuckDBPyConnection, listing: str) -> None:
                 raise SettleError(f"{_shown(file)}: column {column} {problem} (rule: column type).")
 
 
-def _view_sql(con: duckdb.DuckDBPyConnection, listing: str) -> tuple[str, list[str]]:
-    source = (
+@dataclass(frozen=True)
+class View:
+    """The casts that turn the files' columns into `in_interactions` (one type per column), in
+    the portable SQL subset: DuckDB runs them over read_parquet, Spark over its own reader."""
+
+    selects: tuple[str, ...]
+    cast_error: str
+    cast_columns: list[str]
+
+    def select_sql(self, source: str) -> str:
+        return f"SELECT {', '.join(self.selects)}, {self.cast_error} AS _cast_error FROM {source}"
+
+    def duckdb_sql(self, listing: str) -> str:
+        return (
+            "CREATE OR REPLACE TEMP VIEW in_interactions AS SELECT "
+            + ", ".join(self.selects)
+            + f", filename AS _file, file_row_number AS _row, {self.cast_error} AS _cast_error "
+            + f"FROM {_source(listing)}"
+        )
+
+
+def _source(listing: str) -> str:
+    return (
         f"read_parquet([{listing}], union_by_name = true, filename = true, "
         "file_row_number = true, hive_partitioning = false)"
     )
+
+
+def _view_parts(con: duckdb.DuckDBPyConnection, listing: str) -> View:
+    source = _source(listing)
     unified = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
     selects, cast_checks, cast_columns = [], [], []
     for column, target in COLUMNS.items():
         dtype = unified.get(column)
         if dtype is None:
-            selects.append(f"NULL::{target} AS {column}")
+            selects.append(f"CAST(NULL AS {target}) AS {column}")
         elif dtype == _ALL_NULL or dtype in _LOSSLESS[target]:
-            selects.append(f"{column}::{target} AS {column}")
+            selects.append(f"CAST({column} AS {target}) AS {column}")
         else:
             # a value that does not cast is reported by the cast rule, not silently dropped
             selects.append(f"TRY_CAST({column} AS {target}) AS {column}")
             cast_checks.append(
                 f"WHEN {column} IS NOT NULL AND TRY_CAST({column} AS {target}) IS NULL "
-                f"THEN '{column} ''' || {column}::VARCHAR || ''' does not cast to {target}'"
+                f"THEN '{column} ''' || CAST({column} AS VARCHAR) || ''' does not cast to "
+                f"{target}'"
             )
             cast_columns.append(column)
-    cast_error = f"CASE {' '.join(cast_checks)} END" if cast_checks else "NULL::VARCHAR"
-    sql = (
-        "CREATE OR REPLACE TEMP VIEW in_interactions AS SELECT "
-        + ", ".join(selects)
-        + f", filename AS _file, file_row_number AS _row, {cast_error} AS _cast_error FROM {source}"
-    )
-    return sql, cast_columns
+    cast_error = f"CASE {' '.join(cast_checks)} END" if cast_checks else "CAST(NULL AS VARCHAR)"
+    return View(tuple(selects), cast_error, cast_columns)
 
 
 EMPTY = (
@@ -164,45 +187,115 @@ EMPTY = (
 )
 
 
-def register_interactions(con: duckdb.DuckDBPyConnection, files: list[str]) -> None:
-    """Expose the interaction files as the view `in_interactions` (empty when there are none) and
-    scan them once into calc_exclusion_segments and calc_interaction_counts.
+def register_interactions(
+    con: duckdb.DuckDBPyConnection,
+    files: list[str],
+    data_dir: Path | None = None,
+    engine: str | None = None,
+    counts_dir: Path | None = None,
+) -> None:
+    """The interaction_counts stage: expose the files to read as the view `in_interactions`
+    (empty when there are none) and count them once into calc_interaction_counts, on DuckDB or
+    on Spark (`engine`, default SETTLE_INTERACTIONS_ENGINE, else duckdb).
 
-    Needs the terms (cfg_*) and in_exclusions registered first. Raises SettleError for a file
+    A `period=YYYY-MM/` partition whose month is closed for every contract is not opened at all
+    when its files are those its closing runs read (pipelines/closed_months.py): its counts are
+    the closing runs' stored interaction_counts. A month counted ahead into `counts_dir` (the
+    Dagster interaction_counts asset) from the same files is read from there. Needs the terms
+    (cfg_*), in_exclusions and the database's run tables first. Raises SettleError for a file
     whose columns are unknown, missing or of a type that cannot hold the column exactly (a float
     for whole seconds, a time-zoned timestamp); the row rules are `check_interactions`.
     """
+    from . import closed_months
+
+    engine = engine_name(engine)
+    for sql in _segment_statements():
+        con.execute(sql)
+    waits, boxes = _bounds(con)
+    fingerprint = _fingerprint(waits, boxes)
+    plan = closed_months.plan(con, files, data_dir, fingerprint, counts_dir)
+    files = plan.read_files
+    # only the files this run reads: a closed month's partition stays unopened
+    for file in files:
+        check_parquet_footer(Path(file), _shown(file))
     casts: list[str] = []
     proven: set[str] = set(VALUE_RULES)  # no files: nothing to check row by row
     _register_files(con, files)
+    view = None
     if files:
         listing = ", ".join(_sql_text(f) for f in files)
         _check_schemas(con, listing)
-        sql, casts = _view_sql(con, listing)
-        con.execute(sql)
+        view = _view_parts(con, listing)
+        con.execute(view.duckdb_sql(listing))
+        casts = view.cast_columns
         proven = _proven_by_statistics(con, listing)
     else:
         con.execute(EMPTY)
-    for sql in scan_sql(con, bool(casts), proven):
-        try:
-            con.execute(sql)
-        except duckdb.Error as exc:
-            named = unreadable_file(con, files, _shown)
-            raise SettleError(
-                named or f"interactions/: the files could not be read: {exc}"
-            ) from None
+    sql = counts_sql(waits, boxes, bool(casts), proven)
+    if engine == "spark" and files:
+        from . import spark
 
+        path = spark.count_interactions(con, files, view, sql)
+        source = f"read_parquet({_sql_text(path)}, hive_partitioning = false)"
+    else:
+        source = f"({sql})"
+    typed = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in COUNT_COLUMNS.items())
+    try:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE calc_interaction_counts AS "
+            f"SELECT {typed} FROM {source} "
+            f"UNION ALL SELECT {', '.join(COUNT_COLUMNS)} FROM calc_reused_interaction_counts "
+            f"ORDER BY {COUNT_KEY}"
+        )
+    except duckdb.Error as exc:
+        named = unreadable_file(con, files, _shown)
+        raise SettleError(named or f"interactions/: the files could not be read: {exc}") from None
+    finally:
+        if engine == "spark" and files:
+            spark.discard(path)
+
+
+ENGINES = ("duckdb", "spark")
+ENGINE_ENV = "SETTLE_INTERACTIONS_ENGINE"
+
+
+def engine_name(engine: str | None = None) -> str:
+    """The engine that counts interactions: the argument, else SETTLE_INTERACTIONS_ENGINE, else
+    duckdb."""
+    name = (engine or os.environ.get(ENGINE_ENV) or "duckdb").strip().lower()
+    if name not in ENGINES:
+        raise SettleError(
+            f"interactions engine {name!r} is not one of {', '.join(ENGINES)} "
+            f"(--interactions-engine or {ENGINE_ENV})"
+        )
+    return name
+
+
+# interaction_counts: its columns in order, and its key (sql/interactions.sql)
+COUNT_COLUMNS: dict[str, str] = {
+    "contract_id": "VARCHAR", "service_line_id": "VARCHAR", "period": "DATE",
+    "excluded_from": "TIMESTAMP", "kind": "VARCHAR", "bound": "INTEGER",
+    **{c: "BIGINT" for c in (
+        "interactions", "answered", "abandoned", "answer_wait_us", "handled", "handle_s",
+        "fcr_answers", "fcr_resolved", "csat_answers", "csat_sum", "answered_and_abandoned",
+        "earliest_outcome_us",
+    )},
+    "min_handle_s": "INTEGER", "min_csat": "INTEGER", "max_csat": "INTEGER",
+    "cast_errors": "BIGINT",
+}  # fmt: skip
+COUNT_KEY = "contract_id, service_line_id, period, excluded_from, kind, bound"
 
 _HIVE_PERIOD = re.compile(r"(?:^|/)period=(\d{4})-(\d{2})(?:-01)?/")
 
 
+def hive_period(file: str) -> dt.date | None:
+    match = _HIVE_PERIOD.search(Path(file).as_posix())
+    return dt.date(int(match.group(1)), int(match.group(2)), 1) if match else None
+
+
 def _register_files(con: duckdb.DuckDBPyConnection, files: list[str]) -> None:
-    """in_interaction_files: each file with the month of its `period=YYYY-MM/` folder, if any."""
-    rows = []
-    for f in files:
-        match = _HIVE_PERIOD.search(Path(f).as_posix())
-        period = dt.date(int(match.group(1)), int(match.group(2)), 1) if match else None
-        rows.append((f, period))
+    """in_interaction_files: each file read with the month of its `period=YYYY-MM/` folder."""
+    rows = [(f, hive_period(f)) for f in files]
     con.execute("CREATE OR REPLACE TEMP TABLE in_interaction_files (file VARCHAR, period DATE)")
     if rows:
         con.executemany("INSERT INTO in_interaction_files VALUES (?, ?)", rows)
@@ -248,53 +341,70 @@ def _statements() -> dict[str, str]:
     return out
 
 
-def _int_list(values: list[int]) -> str:
-    return "[" + ", ".join(str(v) for v in values) + "]"
+def _segment_statements() -> list[str]:
+    return [_statements()["exclusion_segments"]]
 
 
-def scan_sql(con: duckdb.DuckDBPyConnection, has_casts: bool, proven: set[str]) -> list[str]:
-    """The statements of sql/interactions.sql with the thresholds the contracts use filled in.
+def _fingerprint(waits: list[int], boxes: list[int]) -> str:
+    """What a month's counts depend on besides its files: the definition and the thresholds.
+    (The exclusion windows of the month are added per month by closed_months.)"""
+    digest = hashlib.sha256(SQL_FILE.read_bytes())
+    digest.update(f"wait={waits};csat={boxes}".encode())
+    return digest.hexdigest()
 
-    Only the counts some KPI needs are made: answered within each service-level threshold;
-    abandoned within each threshold whose abandons count (count_as_met, exclude_within_threshold)
-    and within each short-abandon limit; csat at or above each top box. Every aggregate costs a
-    pass over each row, so a value rule the statistics proved is not tested again (NULL).
-    """
+
+def _bounds(con: duckdb.DuckDBPyConnection) -> tuple[list[int], list[int]]:
+    """The waiting-time thresholds (seconds) and csat boxes some measured KPI needs: every
+    service-level threshold and every short-abandon limit; csat at or above each top box."""
     measures = con.execute(
         "SELECT metric, threshold_s, abandons, short_abandon_s, csat_top_box FROM cfg_kpi_measures"
     ).fetchall()
-    answered_s: set[int] = set()
-    abandoned_s: set[int] = set()
+    waits: set[int] = set()
     boxes: set[int] = set()
     for metric, threshold, abandons, short, box in measures:
         if metric == "service_level" and threshold is not None:
-            answered_s.add(threshold)
-            if abandons in ("count_as_met", "exclude_within_threshold"):
-                abandoned_s.add(threshold)
+            waits.add(threshold)
         exclude_short = abandons == "exclude_short" and short is not None
         if metric in ("service_level", "abandon_rate") and exclude_short:
-            abandoned_s.add(short)
+            waits.add(short)
         if metric == "csat" and box is not None:
             boxes.add(box)
-    answered = sorted(answered_s)
-    abandoned = sorted(abandoned_s)
-    csat = sorted(boxes)
+    return sorted(waits), sorted(boxes)
+
+
+def counts_sql(waits: list[int], boxes: list[int], has_casts: bool, proven: set[str]) -> str:
+    """The portable `interaction_counts` statement of sql/interactions.sql, filled in: one
+    conditional count per threshold class in use. Every aggregate costs a pass over each row, so
+    a value rule the statistics proved is not tested again (NULL). The same text is what DuckDB
+    runs and what pipelines/spark.py transpiles for Spark."""
+    counts, values = [], []
+    answered, abandoned, csat = [], [], []
+    for s in waits:
+        counts.append(
+            f"count(CASE WHEN t.answer_us <= {s * 1_000_000} THEN 1 END) AS answered_within_{s}"
+        )
+        counts.append(
+            f"count(CASE WHEN t.abandon_us <= {s * 1_000_000} THEN 1 END) AS abandoned_within_{s}"
+        )
+        values.append(f"('wait', {s})")
+        answered.append(f" WHEN c.kind = 'wait' AND c.bound = {s} THEN g.answered_within_{s}")
+        abandoned.append(f" WHEN c.kind = 'wait' AND c.bound = {s} THEN g.abandoned_within_{s}")
+    for b in boxes:
+        counts.append(f"count(CASE WHEN t.csat >= {b} THEN 1 END) AS csat_at_or_above_{b}")
+        values.append(f"('csat', {b})")
+        csat.append(f" WHEN c.kind = 'csat' AND c.bound = {b} THEN g.csat_at_or_above_{b}")
     fill = {
-        "answered_within": ", ".join(f"count_if(t.answer_us <= {s * 1_000_000})" for s in answered),
-        "abandoned_within": ", ".join(
-            f"count_if(t.abandon_us <= {s * 1_000_000})" for s in abandoned
-        ),
-        "csat_at_or_above": ", ".join(f"count_if(t.csat >= {b})" for b in csat),
-        "answered_within_s": _int_list(answered),
-        "abandoned_within_s": _int_list(abandoned),
-        "csat_boxes": _int_list(csat),
-        "cast_error_column": ", _cast_error" if has_casts else "",
-        "cast_errors": "count(t._cast_error)" if has_casts else "0::BIGINT",
-        "min_handle_s": "NULL::INTEGER" if "handle_s" in proven else "min(t.handle_s)",
-        "min_csat": "NULL::INTEGER" if "csat" in proven else "min(t.csat)",
-        "max_csat": "NULL::INTEGER" if "csat" in proven else "max(t.csat)",
+        "class_counts": "".join(f",\n        {c}" for c in counts),
+        "class_values": "".join(f", {v}" for v in values),
+        "answered_cases": "".join(answered),
+        "abandoned_cases": "".join(abandoned),
+        "csat_cases": "".join(csat),
+        "cast_errors": "count(t._cast_error)" if has_casts else "CAST(0 AS BIGINT)",
+        "min_handle_s": "CAST(NULL AS INTEGER)" if "handle_s" in proven else "min(t.handle_s)",
+        "min_csat": "CAST(NULL AS INTEGER)" if "csat" in proven else "min(t.csat)",
+        "max_csat": "CAST(NULL AS INTEGER)" if "csat" in proven else "max(t.csat)",
     }
-    return [sql.format(**fill) for sql in _statements().values()]
+    return _statements()["interaction_counts"].format(**fill)
 
 
 # --------------------------------------------------------------------------- the rules
@@ -395,7 +505,7 @@ def row_checks() -> list[Check]:
                 "ORDER BY i._file, i._row",
                 column=rule.column,
                 precheck="SELECT count(*) FROM calc_interaction_counts g LEFT JOIN cfg_contracts c "
-                f"ON c.contract_id = g.contract_id WHERE {rule.broken_groups}",
+                f"ON c.contract_id = g.contract_id WHERE g.kind = 'all' AND ({rule.broken_groups})",
                 show_file=_shown,
             )
         )

@@ -44,6 +44,9 @@ class ResultTable:
     # True: a run stores every row it computed, not only its write set. Index factors are read
     # by later months' prices, so each run keeps the full trail it priced with.
     all_months: bool = False
+    # False: Dagster shows the table through an asset of its own (interaction_counts is the
+    # monthly asset that may count ahead, on Spark), not as an output of the settle multi-asset.
+    settle_asset: bool = True
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,17 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "contract_id, period, sort_order, line_key",
         "Charges before credits: usage, fixed fee, minimum and surge lines per contract and "
         "month. sql/04_pricing.sql, from charge_bands and index_factors.",
+    ),
+    ResultTable(
+        "interaction_counts",
+        "calc_interaction_counts",
+        "contract × service line × month × exclusion segment × threshold class",
+        "period",
+        "contract_id, service_line_id, period, excluded_from, kind, bound",
+        "The counts every measured KPI needs, from one portable SQL definition run on DuckDB or "
+        "Spark. sql/interactions.sql, from interactions/; a closed month's counts are its "
+        "closing run's unless its files changed.",
+        settle_asset=False,
     ),
     ResultTable(
         "kpi_results",
@@ -181,9 +195,16 @@ RUN_TABLES: tuple[RunTable, ...] = (
         "run × contract",
         "The exact contract YAML behind each run.",
     ),
+    RunTable(
+        "run_inputs",
+        "run × input file",
+        "The input files each run read (or left unopened, for closed months), with size, "
+        "mtime, sha256 and the month of a period= folder.",
+    ),
 )
 
 BY_NAME: dict[str, ResultTable] = {t.name: t for t in RESULT_TABLES}
+DAGSTER_TABLES: tuple[ResultTable, ...] = tuple(t for t in RESULT_TABLES if t.settle_asset)
 
 # Identities the stored figures satisfy, stated in the README and checked by the tests: each
 # query returns the rows that break its rule (none).

@@ -40,25 +40,29 @@ WITH measures AS (
 counted AS (
     SELECT
         m.contract_id, m.kpi_id, g.period,
-        sum(g.answered) AS a,
-        sum(g.answered_within[list_position(g.answered_within_s, m.threshold_s)]) AS a_t,
-        sum(g.abandoned) AS ab,
-        sum(g.abandoned_within[list_position(g.abandoned_within_s, m.threshold_s)]) AS ab_t,
-        sum(g.abandoned_within[list_position(g.abandoned_within_s, m.short_abandon_s)])
+        -- the threshold classes of interaction_counts: 'all' carries the totals, 'wait' with
+        -- bound T the answered / abandoned within T seconds, 'csat' with bound k csat >= k
+        sum(CASE WHEN g.kind = 'all' THEN g.answered END) AS a,
+        sum(CASE WHEN g.kind = 'wait' AND g.bound = m.threshold_s THEN g.answered END) AS a_t,
+        sum(CASE WHEN g.kind = 'all' THEN g.abandoned END) AS ab,
+        sum(CASE WHEN g.kind = 'wait' AND g.bound = m.threshold_s THEN g.abandoned END) AS ab_t,
+        sum(CASE WHEN g.kind = 'wait' AND g.bound = m.short_abandon_s THEN g.abandoned END)
             AS ab_short,
-        sum(g.answer_wait_us) AS answer_wait_us,
-        sum(g.handled) AS handled,
-        sum(g.handle_s) AS handle_s,
-        sum(g.fcr_answers) AS fcr_answers,
-        sum(g.fcr_resolved) AS fcr_resolved,
-        sum(g.csat_answers) AS csat_answers,
-        sum(g.csat_sum) AS csat_sum,
-        sum(g.csat_at_or_above[list_position(g.csat_boxes, m.csat_top_box)]) AS csat_top
+        sum(CASE WHEN g.kind = 'all' THEN g.answer_wait_us END) AS answer_wait_us,
+        sum(CASE WHEN g.kind = 'all' THEN g.handled END) AS handled,
+        sum(CASE WHEN g.kind = 'all' THEN g.handle_s END) AS handle_s,
+        sum(CASE WHEN g.kind = 'all' THEN g.fcr_answers END) AS fcr_answers,
+        sum(CASE WHEN g.kind = 'all' THEN g.fcr_resolved END) AS fcr_resolved,
+        sum(CASE WHEN g.kind = 'all' THEN g.csat_answers END) AS csat_answers,
+        sum(CASE WHEN g.kind = 'all' THEN g.csat_sum END) AS csat_sum,
+        sum(CASE WHEN g.kind = 'csat' AND g.bound = m.csat_top_box THEN g.csat_answers END)
+            AS csat_top
     FROM measures m
     JOIN calc_interaction_counts g
       ON g.contract_id = m.contract_id AND g.service_line_id = m.service_line_id
-    LEFT JOIN calc_exclusion_segments x ON x.segment = g.segment
-    WHERE x.segment IS NULL OR NOT (x.all_kpis OR list_contains(x.kpi_ids, m.kpi_id))
+    LEFT JOIN calc_exclusion_segments x
+      ON x.contract_id = g.contract_id AND x.starts_at = g.excluded_from
+    WHERE g.excluded_from IS NULL OR NOT (x.all_kpis OR list_contains(x.kpi_ids, m.kpi_id))
     GROUP BY m.contract_id, m.kpi_id, g.period
 ),
 fractions AS (

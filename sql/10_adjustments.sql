@@ -82,6 +82,13 @@ changed_terms AS (
           AND t.fingerprint = e.fingerprint AND t.agreed_on <= cm.known_at
     )
     GROUP BY cm.contract_id, cm.period
+),
+changed_interactions AS (
+    -- a closed month whose interaction files differ from those its closing run read
+    -- (pipelines/closed_months.py)
+    SELECT contract_id, period,
+           'interactions of ' || strftime(period, '%Y-%m') || ' changed' AS reason
+    FROM calc_interaction_changes
 )
 SELECT
     c.contract_id, c.period, n.billed_in_period, c.line_key, c.description,
@@ -89,12 +96,15 @@ SELECT
     CAST(c.previously_adjusted AS DECIMAL(38, 4)) AS previously_adjusted,
     CAST(c.restated_amount AS DECIMAL(38, 4)) AS restated_amount,
     CAST(c.restated_amount - c.closed_amount - c.previously_adjusted AS DECIMAL(38, 4)) AS delta,
-    coalesce(t.reason, 'inputs or terms changed since the month was closed')
-        AS reason
+    coalesce(
+        t.reason || '; ' || ci.reason, t.reason, ci.reason,
+        'inputs or terms changed since the month was closed'
+    ) AS reason
 FROM compared c
 JOIN next_open n USING (contract_id, period)
 JOIN calc_writes w ON w.contract_id = n.contract_id AND w.period = n.billed_in_period
 LEFT JOIN changed_terms t USING (contract_id, period)
+LEFT JOIN changed_interactions ci USING (contract_id, period)
 WHERE c.restated_amount - c.closed_amount - c.previously_adjusted <> 0;
 
 -- The invoice as stored: the month's own lines and the adjustments billed on it.

@@ -349,3 +349,48 @@ CREATE TABLE IF NOT EXISTS run_configs (
     config_sha256 VARCHAR,
     config_yaml VARCHAR
 );
+
+-- What each run read (SPEC 9, 12): every input file with its month (from a `period=YYYY-MM/`
+-- folder, else NULL) and sha256. For interactions/ also the size and modification time that
+-- let a later run trust the hash without opening the file, and per month a '(measurement)' row
+-- (file = '(measurement)', sha256 = fingerprint of the counting SQL, the thresholds in use and
+-- the month's exclusion windows). See pipelines/closed_months.py.
+CREATE TABLE IF NOT EXISTS run_inputs (
+    run_id BIGINT,
+    folder VARCHAR,              -- volumes | kpis | ... | interactions
+    file VARCHAR,                -- path inside the data folder, e.g. interactions/period=2025-01/a.parquet
+    period DATE,
+    sha256 VARCHAR,
+    rows BIGINT,                 -- interactions/: rows of the file, when known
+    bytes BIGINT,
+    modified_ns BIGINT
+);
+
+-- The interaction_counts stage (sql/interactions.sql), stored for the months each run wrote: one
+-- row per contract, service line, month, exclusion segment and threshold class. A closed month's
+-- measured KPIs are re-derived from its closing run's rows without opening its files.
+CREATE TABLE IF NOT EXISTS interaction_counts (
+    run_id BIGINT,
+    contract_id VARCHAR,
+    service_line_id VARCHAR,
+    period DATE,
+    excluded_from TIMESTAMP,     -- start of the exclusion segment; NULL outside every window
+    kind VARCHAR,                -- all | wait (bound = seconds) | csat (bound = top box)
+    bound INTEGER,
+    interactions BIGINT,
+    answered BIGINT,             -- kind wait: answered within bound seconds
+    abandoned BIGINT,            -- kind wait: abandoned within bound seconds
+    answer_wait_us BIGINT,
+    handled BIGINT,
+    handle_s BIGINT,
+    fcr_answers BIGINT,
+    fcr_resolved BIGINT,
+    csat_answers BIGINT,         -- kind csat: answers with csat >= bound
+    csat_sum BIGINT,
+    answered_and_abandoned BIGINT,
+    earliest_outcome_us BIGINT,
+    min_handle_s INTEGER,
+    min_csat INTEGER,
+    max_csat INTEGER,
+    cast_errors BIGINT
+);

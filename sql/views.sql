@@ -8,6 +8,8 @@ CREATE OR REPLACE VIEW current_charge_bands AS
 SELECT t.* FROM charge_bands t JOIN current_run_periods c USING (run_id, contract_id, period);
 CREATE OR REPLACE VIEW current_charge_lines AS
 SELECT t.* FROM charge_lines t JOIN current_run_periods c USING (run_id, contract_id, period);
+CREATE OR REPLACE VIEW current_interaction_counts AS
+SELECT t.* FROM interaction_counts t JOIN current_run_periods c USING (run_id, contract_id, period);
 CREATE OR REPLACE VIEW current_kpi_results AS
 SELECT t.* FROM kpi_results t JOIN current_run_periods c USING (run_id, contract_id, period);
 CREATE OR REPLACE VIEW current_service_credits AS

@@ -17,6 +17,11 @@ class SettleFiles(dg.ConfigurableResource):
     contracts_dir: str = Field(description="Contract YAML folder (env SETTLE_CONTRACTS).")
     data_dir: str = Field(description="Input Parquet folder (env SETTLE_DATA).")
     db_path: str = Field(description="Settlement DuckDB file (env SETTLE_DB).")
+    counts_dir: str = Field(
+        default="",
+        description="Interaction counts counted ahead (env SETTLE_COUNTS_DIR); empty: "
+        "<db>.interaction_counts beside the database.",
+    )
 
     @classmethod
     def from_env(cls) -> SettleFiles:
@@ -24,6 +29,7 @@ class SettleFiles(dg.ConfigurableResource):
             contracts_dir=os.environ.get("SETTLE_CONTRACTS", "contracts_config"),
             data_dir=os.environ.get("SETTLE_DATA", "data_samples"),
             db_path=os.environ.get("SETTLE_DB", "settlement.duckdb"),
+            counts_dir=os.environ.get("SETTLE_COUNTS_DIR", ""),
         )
 
     @property
@@ -37,3 +43,9 @@ class SettleFiles(dg.ConfigurableResource):
     @property
     def db(self) -> Path:
         return Path(self.db_path)
+
+    @property
+    def counts(self) -> Path:
+        if self.counts_dir:
+            return Path(self.counts_dir)
+        return self.db.with_name(self.db.name + ".interaction_counts")

@@ -17,9 +17,11 @@ import dagster as dg
 import duckdb
 
 from .. import engine, store
+from ..config import load_contracts
 from ..errors import SettleError
 from ..periods import fmt
 from . import readback
+from .interaction_counts import contract_group
 from .partitions import MONTHS, ONE_RUN, months_of
 from .resources import SettleFiles
 
@@ -29,13 +31,21 @@ class SettleRunConfig(dg.Config):
 
     contracts: list[str] = []
     as_known_at: str | None = None
+    # contract groups: settle only the contracts with contract_group(id, groups) == group
+    groups: int = 1
+    group: int = 0
 
 
 @dg.multi_asset(
     name="settle",
     specs=[
-        dg.AssetSpec(t.name, description=t.description, deps=["validated_inputs"], kinds={"duckdb"})
-        for t in store.RESULT_TABLES
+        dg.AssetSpec(
+            t.name,
+            description=t.description,
+            deps=["validated_inputs", "interaction_counts"],
+            kinds={"duckdb"},
+        )
+        for t in store.DAGSTER_TABLES
     ],
     check_specs=[
         dg.AssetCheckSpec(check, asset=asset, description=text)
@@ -48,13 +58,26 @@ class SettleRunConfig(dg.Config):
     # waiting SETTLE_LOCK_WAIT_S for it inside engine.connect_for_write.
     pool="settlement_db",
 )
-def settle(context: dg.AssetExecutionContext, config: SettleRunConfig, settle: SettleFiles):
+def settle(
+    context: dg.AssetExecutionContext,
+    config: SettleRunConfig,
+    settle: SettleFiles,
+):
     """Settle the partition's months (a range: all of them in one transaction) with the engine
     the CLI uses, then report each stored table from the database."""
     first, last = months_of(context)
     months = f"{fmt(first)}..{fmt(last)}" if first != last else fmt(first)
-    request = engine.RunRequest(first, last, set(config.contracts) or None, _date(config))
     try:
+        contracts = _contracts(config, settle)
+        request = engine.RunRequest(
+            first,
+            last,
+            contracts,
+            _date(config),
+            # months the interaction_counts asset counted ahead are read from its Parquet; any
+            # other is counted here, on SETTLE_INTERACTIONS_ENGINE
+            counts_dir=settle.counts,
+        )
         result = engine.settle(settle.contracts, settle.data, settle.db, request, context.log.info)
     except SettleError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
@@ -70,12 +93,27 @@ def settle(context: dg.AssetExecutionContext, config: SettleRunConfig, settle: S
             allow_retries=False,
         ) from None
     with con:
-        for t in store.RESULT_TABLES:
+        for t in store.DAGSTER_TABLES:
             yield dg.MaterializeResult(
                 asset_key=t.name, metadata=readback.summary(con, t.name, result, months)
             )
         for asset in readback.CHECKS:
             yield readback.check_result(con, asset, result.run_id)
+
+
+def _contracts(config: SettleRunConfig, files: SettleFiles) -> set[str] | None:
+    """The contracts of the run: config.contracts, narrowed to the run's contract group."""
+    chosen = set(config.contracts) or None
+    if config.groups <= 1:
+        return chosen
+    if not 0 <= config.group < config.groups:
+        raise SettleError(f"contract group {config.group} is not in 0..{config.groups - 1}")
+    ids = {c.contract_id for c in load_contracts(files.contracts)}
+    grouped = {c for c in ids if contract_group(c, config.groups) == config.group}
+    grouped &= chosen or grouped
+    if not grouped:
+        raise SettleError(f"contract group {config.group} of {config.groups} has no contracts")
+    return grouped
 
 
 def _date(config: SettleRunConfig) -> dt.date | None:
