@@ -418,6 +418,9 @@ def settle(
         run_script(con, SQL_DIR / "01_macros.sql")
         register_terms(con, contracts)
         register_inputs(con, inputs)
+        # DuckDB holds its own copy now (spillable under memory_limit): the Python frames would
+        # only add to the peak. A run needs just the file hashes from here on.
+        inputs.frames.clear()
         check_input_rules(con)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE run_params AS SELECT ?::DATE AS period_from, "
