@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pyarrow as pa
 
 from . import __version__
@@ -135,7 +136,10 @@ def register_terms(con: duckdb.DuckDBPyConnection, contracts: list[LoadedContrac
 
 def register_inputs(con: duckdb.DuckDBPyConnection, inputs: InputSet) -> None:
     for folder, frame in inputs.frames.items():
-        _register(con, f"in_{folder}", frame.to_arrow())
+        # string_view columns hand Polars' buffers to DuckDB as they are; the default export
+        # copies every string into a new large_string buffer (2 s and one more copy of the
+        # data per million rows)
+        _register(con, f"in_{folder}", frame.to_arrow(compat_level=pl.CompatLevel.newest()))
     register_interactions(con, inputs.interaction_files)
 
 
