@@ -341,6 +341,9 @@ def _configure(con: duckdb.DuckDBPyConnection, db_path: Path | None = None) -> N
     try:
         for name, value in memory_settings(db_path).items():
             con.execute(f"SET {name} = ?", [value])
+        # DuckDB draws a progress bar on stdout for any query over 2 s (a 10,000-contract run has
+        # several): it would land in `settle run` output and break `--json`
+        con.execute("SET enable_progress_bar = false")
     except duckdb.Error as exc:
         con.close()
         raise SettleError(

@@ -88,3 +88,10 @@ def test_a_bad_memory_limit_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("SETTLE_MEMORY_LIMIT", "lots")
     with pytest.raises(SettleError, match="SETTLE_MEMORY_LIMIT"):
         engine.connect_memory()
+
+
+def test_the_engine_connections_draw_no_progress_bar_on_stdout():
+    # DuckDB prints its progress bar to stdout during long queries; settle's stdout is its output
+    con = engine.connect_memory()
+    assert con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0] is False
+    con.close()
