@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 DB ?= settlement.duckdb
 DEMO_MONTH ?= 2025-12
 
-.PHONY: setup demo test lint format bench dagster samples clean
+.PHONY: setup demo test lint format bench bench-10k dagster samples clean
 
 $(BIN)/settle: pyproject.toml uv.lock
 	$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
@@ -48,6 +48,10 @@ samples: setup
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/interactions.py
+
+# 10,000 contracts x 36 months (bench/data-10000/, generated the first time: several minutes)
+bench-10k: setup
+	$(BIN)/python bench/run.py --contracts 10000 --repeat 1 --parts i,cli,loop --no-close
 
 dagster: setup
 	mkdir -p .dagster_home

@@ -1,29 +1,38 @@
-"""`make bench`: Settle at portfolio scale, timed in ONE process.
+"""`make bench`: Settle at portfolio scale.
 
-    python bench/run.py [--data bench/data] [--repeat 3]
+    python bench/run.py [--contracts 1000] [--data DIR] [--repeat 3] [--parts i,month,cli,...]
 
-Generates bench/data/ first if it is missing (bench/generate.py: 1,000 contracts x 36 months and
-10M interactions in the last month). Then, in this one process:
+Generates the portfolio first if it is missing (bench/generate.py: N contracts x 36 months and 10M
+interactions in the last month; bench/data/ for 1,000, bench/data-N/ otherwise). Then:
 
-  (i)   the full 36-month backfill `settle` of every contract, against `validate` on the same
-        inputs (target: settle within 1.5x of validate);
-  (ii)  the measured-KPI step (the one scan of the interaction files that validates and counts
-        them, the rule tests, and sql/05_measures.sql) against a bare DuckDB GROUP BY over the
-        same files (target: within 1.3x);
-  (iii) the backfill's pricing (sql/04_pricing.sql) against the same pricing by a plain
-        per-contract pandas loop (bench/pricing_pandas.py), whose lines are checked against the
-        SQL's (target: SQL at least 50x faster);
+  i      the full 36-month backfill `settle` of every contract against `validate` on the same
+         inputs, in this process (target: within 1.5x);
+  month  2024-01..2026-11 settled and closed, then the month-end run of 2026-12, against the same
+         validate (target: within 1.5x);
+  cli    both again as separate `settle` processes, each with its own peak RSS (target: within
+         1.5x; peak RSS under 2 GB);
+  loop   the backfill against bench/plain_loop.py, the per-contract Decimal loop a user would
+         write by hand, whose lines are checked one by one against the engine's (target: the
+         engine at least 5x faster, 10x the aim);
+  ii     the measured-KPI step (the one scan of the interaction files that validates and counts
+         them, the rule tests, and sql/05_measures.sql) against a bare DuckDB GROUP BY over the
+         same files (target: within 1.3x);
+  iii    the backfill's pricing (sql/04_pricing.sql) against a per-contract pandas loop
+         (bench/pricing_pandas.py), its lines checked against the SQL's (target: SQL >= 50x);
 
-and prints the ratios, wall and CPU times, row counts and the peak resident memory (ru_maxrss;
-target under 2 GB). CPU time is shown beside wall time because a shared machine's wall clock moves
-with its neighbours; the ratios use wall time, best of --repeat where a step is repeated.
+and prints the machine, the ratios, wall and CPU times, row counts and peak memory. CPU time is
+shown beside wall time because a shared machine's wall clock moves with its neighbours; the
+ratios use wall time, best of --repeat where a step is repeated.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import re
 import resource
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -36,10 +45,11 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import generate  # noqa: E402
+import plain_loop  # noqa: E402
 import pricing_pandas  # noqa: E402
 
 from pipelines import engine  # noqa: E402
-from pipelines.config import load_contracts  # noqa: E402
+from pipelines.contract_cache import load_contracts  # noqa: E402
 from pipelines.inputs import InputSet, read_inputs  # noqa: E402
 from pipelines.interactions import check_interactions, register_interactions  # noqa: E402
 
@@ -136,7 +146,10 @@ def backfill(contracts: Path, data: Path, db: Path, repeat: int) -> dict:
         print(f"      {name:<36} {seconds:6.2f}s")
     print("      " + ", ".join(f"{k} {v:.2f}s" for k, v in steps.items()))
     ratio = s.wall / validate_wall
-    print(f"  ratio settle / validate: {ratio:.2f}x  ({verdict(ratio, 1.5)})")
+    print(
+        f"  ratio settle / validate: {ratio:.2f}x  ({verdict(ratio, 1.5)}); "
+        f"in CPU time {s.cpu / validate_cpu:.2f}x"
+    )
     with duckdb.connect(str(db), read_only=True) as con:
         count = "SELECT count(*) FROM {} WHERE run_id = ?"
         stored = {
@@ -147,7 +160,151 @@ def backfill(contracts: Path, data: Path, db: Path, repeat: int) -> dict:
     print(f"  inputs: {counts}")
     print(f"  stored: {stored}; {result.written_months:,} contract-months written")
     print(f"  peak memory so far: {peak_mb():,.0f} MB")
-    return {"ratio": ratio, "steps": steps}
+    return {
+        "ratio": ratio,
+        "cpu_ratio": s.cpu / validate_cpu,
+        "steps": steps,
+        "validate": validate_wall,
+        "validate_cpu": validate_cpu,
+        "wall": s.wall,
+    }
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with open("/proc/cpuinfo") as handle:
+        names = [ln.split(":", 1)[1].strip() for ln in handle if ln.startswith("model name")]
+    cpu = names[0] if names else cpu
+    with open("/proc/meminfo") as handle:
+        total_kb = int(next(ln for ln in handle if ln.startswith("MemTotal")).split()[1])
+    load = os.getloadavg()
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {total_kb / 2**20:.0f} GB RAM, load "
+        f"{load[0]:.1f}/{load[1]:.1f}; Python {platform.python_version()}, duckdb "
+        f"{duckdb.__version__}; SETTLE_MEMORY_LIMIT="
+        f"{engine.memory_settings()['memory_limit']}"
+    )
+
+
+# --------------------------------------------------------------------------- month-end
+
+
+def month_end(
+    contracts: Path, data: Path, db: Path, validate_wall: float, validate_cpu: float, close: bool
+):
+    """The history settled and closed up to the month before the last, then the last month's
+    month-end run, against validate of the same inputs."""
+    print("\n(i-b) month-end settle vs validate (in this process)")
+    db.unlink(missing_ok=True)
+    last, before = generate.MONTHS[-1], generate.MONTHS[-2]
+    with Timer() as h:
+        engine.settle(contracts, data, db, engine.RunRequest(generate.MONTHS[0], before))
+        if close:
+            engine.close(db, generate.MONTHS[0], to=before)
+    done = "settled and closed" if close else "settled"
+    line(f"history {generate.MONTHS[0]:%Y-%m}..{before:%Y-%m} {done}", h.wall, h.cpu)
+    with Timer() as m:
+        result = engine.settle(contracts, data, db, engine.RunRequest(last, last))
+    line(f"month-end {last:%Y-%m} ({result.written_months:,} contract-months)", m.wall, m.cpu)
+    ratio = m.wall / validate_wall
+    print(
+        f"  ratio month-end / validate: {ratio:.2f}x  ({verdict(ratio, 1.5)}); "
+        f"in CPU time {m.cpu / validate_cpu:.2f}x"
+    )
+    print(f"  peak memory so far: {peak_mb():,.0f} MB")
+    return {"ratio": ratio, "cpu_ratio": m.cpu / validate_cpu, "wall": m.wall}
+
+
+# --------------------------------------------------------------------------- CLI processes
+
+
+# A child's ru_maxrss on Linux starts from the memory of the process that forked it (it is kept
+# across exec), so each command is started by a small fresh Python that reports its child's peak.
+_SPAWN = (
+    "import os, sys, resource\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.execv(sys.argv[1], sys.argv[1:])\n"
+    "_, status, usage = os.wait4(pid, 0)\n"
+    "print(usage.ru_maxrss, usage.ru_utime + usage.ru_stime, file=sys.stderr)\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
+def _cli(args: list[str]) -> tuple[float, float, float]:
+    """One `settle` command as its own process: wall seconds, peak RSS in MB, CPU seconds."""
+    settle_bin = Path(sys.executable).with_name("settle")
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", _SPAWN, str(settle_bin), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"settle {' '.join(args)} failed: {proc.stderr}")
+    rss, cpu = proc.stderr.strip().splitlines()[-1].split()
+    return wall, int(rss) / 1024, float(cpu)
+
+
+def cli(contracts: Path, data: Path, db: Path, close: bool) -> dict:
+    print("\n(cli) the same as separate `settle` processes (wall, peak RSS of each)")
+    common = ["--contracts", str(contracts), "--data", str(data), "--db", str(db)]
+    first, before, last = (f"{generate.MONTHS[i]:%Y-%m}" for i in (0, -2, -1))
+    validate = _cli(["validate", "--contracts", str(contracts), "--data", str(data)])
+    line("settle validate", validate[0], validate[2], note=f"{validate[1]:,.0f} MB")
+    db.unlink(missing_ok=True)
+    backfill = _cli(["run", "--period", first, "--to", last, *common])
+    line(f"settle run --period {first} --to {last} (fresh db)", backfill[0], backfill[2],
+         note=f"{backfill[1]:,.0f} MB")  # fmt: skip
+    db.unlink(missing_ok=True)
+    _cli(["run", "--period", first, "--to", before, *common])
+    if close:
+        _cli(["close", "--period", first, "--to", before, *common])
+    month = _cli(["run", "--period", last, *common])
+    done = "closed" if close else "settled"
+    line(f"settle run --period {last} (history {done})", month[0], month[2],
+         note=f"{month[1]:,.0f} MB")  # fmt: skip
+    ratios = {"backfill": backfill[0] / validate[0], "month_end": month[0] / validate[0]}
+    for name, ratio in ratios.items():
+        cpu = (backfill if name == "backfill" else month)[2] / validate[2]
+        print(f"  ratio {name} / validate: {ratio:.2f}x ({verdict(ratio, 1.5)}); CPU {cpu:.2f}x")
+    ratios["backfill_cpu"] = backfill[2] / validate[2]
+    ratios["month_end_cpu"] = month[2] / validate[2]
+    peak = max(validate[1], backfill[1], month[1])
+    return {**ratios, "backfill_wall": backfill[0], "peak_mb": peak, "backfill_mb": backfill[1]}
+
+
+# --------------------------------------------------------------------------- the plain loop
+
+
+def loop(contracts: Path, data: Path, db: Path, backfill_wall: float, cli_wall: float | None):
+    print("\n(loop) the full backfill against a plain per-contract Decimal loop")
+    result = plain_loop.run(contracts, data, db, generate.MONTHS[-1])
+    for name, seconds in result["timings"].items():
+        line(f"plain loop: {name}", seconds)
+    total = sum(result["timings"].values())
+    line("plain loop: total (what its author would time)", total)
+    print(
+        f"  loop: {result['lines']:,} charge lines and {result['credits']:,} at-risk credits; "
+        f"differing from the engine's: {len(result['charge_differences'])} charge lines, "
+        f"{len(result['credit_differences'])} credits"
+        + (f" (first: {result['charge_differences'][:3]})" if result["charge_differences"] else "")
+    )
+    ratio = total / backfill_wall
+    print(f"  ratio loop / engine backfill (in process): {ratio:.2f}x "
+          f"({verdict(ratio, 5, higher_is_better=True)}; the aim is 10x)")  # fmt: skip
+    out = {"ratio": ratio, "differ": len(result["charge_differences"])
+           + len(result["credit_differences"])}  # fmt: skip
+    if cli_wall is not None:
+        out["ratio_cli"] = total / cli_wall
+        print(f"  ratio loop / engine backfill (CLI process): {out['ratio_cli']:.2f}x")
+    print(f"  peak memory so far: {peak_mb():,.0f} MB")
+    return out
 
 
 # --------------------------------------------------------------------------- shared set-up
@@ -304,40 +461,93 @@ def pricing(con: duckdb.DuckDBPyConnection, repeat: int, settle_step: float | No
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=HERE / "data")
+    parser.add_argument("--data", type=Path, help="default bench/data (bench/data-N for N != 1000)")
+    parser.add_argument("--contracts", type=int, default=1000, help="contracts to generate")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--regenerate", action="store_true")
     parser.add_argument(
         "--interactions", type=int, default=10_000_000, help="rows to generate (with --regenerate)"
     )
-    parser.add_argument("--parts", default="i,ii,iii", help="which comparisons to run")
+    parser.add_argument(
+        "--parts", default="i,month,cli,loop,ii,iii", help="which comparisons to run"
+    )
+    parser.add_argument(
+        "--close",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="close the history before the month-end run (closing is per contract-month)",
+    )
     args = parser.parse_args(argv)
+    if args.data is None:
+        args.data = HERE / ("data" if args.contracts == 1000 else f"data-{args.contracts}")
     parts = set(args.parts.split(","))
     contracts, data = args.data / "contracts", args.data / "inputs"
     if args.regenerate or not (contracts.is_dir() and data.is_dir()):
         print(f"generating {args.data} (once; delete it or pass --regenerate to redo)")
-        generate.generate(args.data, 1000, args.interactions, log=lambda m: print(f"  {m}"))
+        generate.generate(
+            args.data, args.contracts, args.interactions, log=lambda m: print(f"  {m}")
+        )
     threads = duckdb.connect().execute("SELECT current_setting('threads')").fetchone()[0]
-    print(f"duckdb {duckdb.__version__}, {threads} threads")
+    print(f"machine: {machine()}; duckdb threads {threads}")
+    print(f"portfolio: {args.data} ({sum(1 for _ in contracts.glob('*.yaml')):,} contracts)")
     results: dict[str, dict] = {}
+    db = args.data / "bench.duckdb"
     with Timer() as total:
-        if "i" in parts:
-            results["i"] = backfill(contracts, data, args.data / "bench.duckdb", args.repeat)
-        con, files = prepared(contracts, data)
-        if "ii" in parts:
-            results["ii"] = measures(con, files, args.repeat)
-        if "iii" in parts:
-            step = results.get("i", {}).get("steps", {}).get("04_pricing")
-            results["iii"] = pricing(con, args.repeat, step)
+        if "i" in parts or "month" in parts or "loop" in parts:
+            results["i"] = backfill(contracts, data, db, args.repeat)
+        if "month" in parts:
+            i = results["i"]
+            month_db = args.data / "bench-month.duckdb"
+            results["month"] = month_end(
+                contracts, data, month_db, i["validate"], i["validate_cpu"], args.close
+            )
+        if "cli" in parts:
+            results["cli"] = cli(contracts, data, args.data / "bench-cli.duckdb", args.close)
+        if "loop" in parts:
+            cli_wall = results.get("cli", {}).get("backfill_wall")
+            results["loop"] = loop(contracts, data, db, results["i"]["wall"], cli_wall)
+        if "ii" in parts or "iii" in parts:
+            con, files = prepared(contracts, data)
+            if "ii" in parts:
+                results["ii"] = measures(con, files, args.repeat)
+            if "iii" in parts:
+                step = results.get("i", {}).get("steps", {}).get("04_pricing")
+                results["iii"] = pricing(con, args.repeat, step)
     peak = peak_mb()
-    print("\nsummary")
+    print(f"\nsummary ({machine()})")
+    rows = []
     if "i" in results:
-        print(f"  (i)   settle / validate        {results['i']['ratio']:6.2f}x   target <= 1.5x")
+        rows.append(("backfill / validate (one process)", results["i"]["ratio"], "<= 1.5x"))
+        rows.append(("  the same in CPU time", results["i"]["cpu_ratio"], "<= 1.5x"))
+    if "month" in results:
+        rows.append(("month-end / validate (one process)", results["month"]["ratio"], "<= 1.5x"))
+        rows.append(("  the same in CPU time", results["month"]["cpu_ratio"], "<= 1.5x"))
+    if "cli" in results:
+        rows.append(("backfill / validate (CLI processes)", results["cli"]["backfill"], "<= 1.5x"))
+        rows.append(("  the same in CPU time", results["cli"]["backfill_cpu"], "<= 1.5x"))
+        rows.append(("month-end / validate (CLI processes)", results["cli"]["month_end"],
+                     "<= 1.5x"))  # fmt: skip
+        rows.append(("  the same in CPU time", results["cli"]["month_end_cpu"], "<= 1.5x"))
+    if "loop" in results:
+        rows.append(("plain loop / backfill (one process)", results["loop"]["ratio"], ">= 5x"))
+        if "ratio_cli" in results["loop"]:
+            rows.append(("plain loop / backfill (CLI process)", results["loop"]["ratio_cli"],
+                         ">= 5x"))  # fmt: skip
     if "ii" in results:
-        print(f"  (ii)  measures / bare GROUP BY {results['ii']['ratio']:6.2f}x   target <= 1.3x")
+        rows.append(("measured KPIs / bare GROUP BY", results["ii"]["ratio"], "<= 1.3x"))
     if "iii" in results:
-        print(f"  (iii) pandas / SQL pricing     {results['iii']['ratio']:6.0f}x   target >= 50x")
-    print(f"  peak memory {peak:,.0f} MB (target < 2,048 MB); total {total.wall:.0f}s")
+        rows.append(("pandas pricing / SQL pricing", results["iii"]["ratio"], ">= 50x"))
+    for label, ratio, target in rows:
+        print(f"  {label:<40} {ratio:7.2f}x   target {target}")
+    if "loop" in results:
+        print(f"  plain loop lines differing from the engine's: {results['loop']['differ']}")
+    if "cli" in results:
+        c = results["cli"]
+        print(
+            f"  peak RSS of the backfill process {c['backfill_mb']:,.0f} MB, of any settle "
+            f"process {c['peak_mb']:,.0f} MB (target < 2,048 MB)"
+        )
+    print(f"  peak memory of this process {peak:,.0f} MB; total {total.wall:.0f}s")
 
 
 if __name__ == "__main__":

@@ -436,13 +436,17 @@ def _note_on_stderr(message: str) -> None:
 
 
 def load_contracts(
-    directory: Path, only: set[str] | None = None, note: Callable[[str], None] | None = None
+    directory: Path,
+    only: set[str] | None = None,
+    note: Callable[[str], None] | None = None,
+    load: Callable[[Path, Path], LoadedContract] | None = None,
 ) -> list[LoadedContract]:
     """Every `*.yaml` / `*.yml` in the folder, validated; fails on the first bad file.
 
     Hidden files (`.#acme.yaml` is an editor's lock file, `._acme.yaml` a macOS resource fork) are
     skipped with a note. Any other entry that is not a regular file (a directory, a FIFO, a dangling
-    symlink) is an error: skipping it could silently drop a contract from the invoices."""
+    symlink) is an error: skipping it could silently drop a contract from the invoices. `load`
+    reads one file (`pipelines.contract_cache` puts its cache in front of `load_contract`)."""
     if not directory.is_dir():
         raise SettleError(f"{directory}: contracts folder not found")
     found = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
@@ -453,7 +457,7 @@ def load_contracts(
         (note or _note_on_stderr)(f"note: skipping hidden file {shown} (not read as a contract)")
     if not files:
         raise SettleError(f"{directory}: no contract files (*.yaml) found")
-    contracts = [load_contract(f, root) for f in files]
+    contracts = [(load or load_contract)(f, root) for f in files]
     seen: dict[str, str] = {}
     for c in contracts:
         if c.contract_id in seen:

@@ -468,7 +468,11 @@ def build_rows(contracts: list[LoadedContract]) -> dict[str, list[dict[str, Any]
 
 def build_tables(contracts: list[LoadedContract]) -> dict[str, pa.Table]:
     rows = build_rows(contracts)
+    # column by column: Table.from_pylist takes a slow path per decimal value (4.2 s against
+    # 0.16 s for 1,000 contracts' rows); a key a row lacks is NULL either way
     return {
-        name: pa.Table.from_pylist(rows[name], schema=pa.schema(list(SCHEMAS[name].items())))
-        for name in SCHEMAS
+        name: pa.table(
+            {col: pa.array([r.get(col) for r in rows[name]], type=t) for col, t in schema.items()}
+        )
+        for name, schema in SCHEMAS.items()
     }

@@ -10,6 +10,7 @@ def test_something(ws):
 from __future__ import annotations
 
 import datetime as dt
+import os
 import textwrap
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +24,9 @@ import yaml
 
 from pipelines import engine
 from pipelines.periods import parse_period
+
+# the on-disk contract cache stays out of the tests (tests/test_contract_cache.py sets its own)
+os.environ.setdefault("SETTLE_CACHE_DIR", "off")
 
 DEC6 = pa.decimal128(38, 6)
 DEC8 = pa.decimal128(38, 8)
