@@ -1,4 +1,10 @@
-"""Settlement periods: calendar months written `YYYY-MM`, stored as the date of their first day."""
+"""Settlement periods: calendar months written `YYYY-MM`, stored as the date of their first day.
+
+Months and dates from the user are parsed strictly: ASCII digits only, exactly `YYYY-MM` or
+`YYYY-MM-DD`, nothing around them. Python's own parsers are looser (`\\d` matches full-width
+digits, `date.fromisoformat` accepts week dates such as `2025W281`), and a loose parse here
+settles a month the user did not mean.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +13,39 @@ import re
 
 from .errors import SettleError
 
-_PERIOD = re.compile(r"^(\d{4})-(\d{2})$")
+_PERIOD = re.compile(r"([0-9]{4})-([0-9]{2})", re.ASCII)
+_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})", re.ASCII)
 
 
 def parse_period(text: str) -> dt.date:
-    match = _PERIOD.match(text.strip())
-    if not match or not 1 <= int(match.group(2)) <= 12:
+    match = _PERIOD.fullmatch(text) if isinstance(text, str) else None
+    if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) == 0:
         raise ValueError(f"{text!r} is not a month (YYYY-MM)")
     return dt.date(int(match.group(1)), int(match.group(2)), 1)
 
 
-def period_arg(text: str) -> dt.date:
+def parse_date(text: str) -> dt.date:
+    match = _DATE.fullmatch(text) if isinstance(text, str) else None
+    try:
+        if not match:
+            raise ValueError
+        return dt.date(*(int(g) for g in match.groups()))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def period_arg(text: str, option: str = "--period") -> dt.date:
     try:
         return parse_period(text)
     except ValueError as exc:
-        raise SettleError(str(exc)) from None
+        raise SettleError(f"{option} {exc}") from None
+
+
+def date_arg(text: str, option: str) -> dt.date:
+    try:
+        return parse_date(text)
+    except ValueError as exc:
+        raise SettleError(f"{option} {exc}") from None
 
 
 def add_months(period: dt.date, months: int) -> dt.date:
