@@ -36,7 +36,8 @@ def _common(func):
         envvar="SETTLE_DB",
         default="settlement.duckdb",
         show_default=True,
-        type=click.Path(path_type=Path),
+        # text, not click.Path: that turns "" into "." before the check sees it
+        type=str,
         callback=_db_path,
         help="DuckDB file (env SETTLE_DB).",
     )(func)
@@ -61,7 +62,7 @@ def _common(func):
     return func
 
 
-def _db_path(ctx, param, value: Path) -> Path:
+def _db_path(ctx, param, value: str) -> Path:
     return engine.check_db_path(value)
 
 
