@@ -383,3 +383,48 @@ def test_the_installed_command_exits_with_the_bug_code_without_a_traceback(space
     assert done.returncode == BUG_EXIT, done.stderr
     assert "Traceback" not in done.stderr + done.stdout
     assert "ZeroDivisionError: boom" in done.stderr
+
+
+# --------------------------------------------------------------------------- the Dagster boundary
+
+
+def _materialize(space: Space):
+    import dagster as dg
+
+    from pipelines.orchestration.resources import SettleFiles
+    from pipelines.orchestration.settlement import settle
+    from pipelines.orchestration.validation import validated_inputs
+
+    files = SettleFiles(
+        contracts_dir=str(space.root / "contracts_config"),
+        data_dir=str(space.root / "data_samples"),
+        db_path=str(space.db),
+    )
+    return dg.materialize(
+        [validated_inputs, settle],
+        resources={"settle": files},
+        partition_key="2025-02",
+        raise_on_error=False,
+    )
+
+
+def test_dagster_fails_a_settle_error_with_its_paragraph(space, monkeypatch):
+    monkeypatch.setenv("SETTLE_LOCK_WAIT_S", "inf")
+    before = space.bytes()
+    result = _materialize(space)
+    assert not result.success
+    failure = result.failure_data_for_node("settle").user_failure_data
+    assert failure.description.startswith("SETTLE_LOCK_WAIT_S='inf': must be a number of seconds")
+    assert space.bytes() == before
+
+
+def test_dagster_fails_a_bug_as_one_paragraph_with_the_traceback_kept(space, monkeypatch, tmp_path):
+    monkeypatch.setenv("SETTLE_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.setattr(engine, "settle", _a_bug)
+    result = _materialize(space)
+    assert not result.success
+    failure = result.failure_data_for_node("settle").user_failure_data
+    assert failure.description.startswith("internal error (a bug in Settle, not in your data)")
+    [log] = list((tmp_path / "logs").iterdir())
+    assert str(log) in failure.description
+    assert "_a_bug" in failure.metadata["traceback"].value

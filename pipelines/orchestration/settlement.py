@@ -17,9 +17,9 @@ import dagster as dg
 import duckdb
 
 from .. import engine
-from ..errors import SettleError
-from ..periods import fmt
+from ..periods import date_arg, fmt
 from . import readback
+from .boundary import settle_failures
 from .partitions import MONTHS, ONE_RUN, months_of
 from .resources import SettleFiles
 
@@ -95,13 +95,15 @@ class SettleRunConfig(dg.Config):
 def settle(context: dg.AssetExecutionContext, config: SettleRunConfig, settle: SettleFiles):
     """Settle the partition's months (a range: all of them in one transaction) with the engine
     the CLI uses, then report each stored table from the database."""
+    with settle_failures("settle"):
+        yield from _settle(context, config, settle)
+
+
+def _settle(context: dg.AssetExecutionContext, config: SettleRunConfig, settle: SettleFiles):
     first, last = months_of(context)
     months = f"{fmt(first)}..{fmt(last)}" if first != last else fmt(first)
     request = engine.RunRequest(first, last, set(config.contracts) or None, _date(config))
-    try:
-        result = engine.settle(settle.contracts, settle.data, settle.db, request, context.log.info)
-    except SettleError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    result = engine.settle(settle.contracts, settle.data, settle.db, request, context.log.info)
     context.log.info(
         f"settle run {result.run_id}: {months}, {result.written_months} contract-months"
     )
@@ -123,12 +125,6 @@ def settle(context: dg.AssetExecutionContext, config: SettleRunConfig, settle: S
 
 
 def _date(config: SettleRunConfig) -> dt.date | None:
-    if not config.as_known_at:
+    if config.as_known_at is None:
         return None
-    try:
-        return dt.date.fromisoformat(config.as_known_at)
-    except ValueError:
-        raise dg.Failure(
-            description=f"as_known_at {config.as_known_at!r} is not a date (YYYY-MM-DD)",
-            allow_retries=False,
-        ) from None
+    return date_arg(config.as_known_at, "as_known_at")
