@@ -37,6 +37,7 @@ import re
 import shutil
 import signal
 import string
+import threading
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -557,7 +558,47 @@ def _on_alarm(signum, frame):
     raise CaseTimeout()
 
 
-def run_case(base: Path, work: Path, target: str, op: str, seed: int, heavy: bool = False):
+@contextlib.contextmanager
+def _fifo_feeders(root: Path, feed: bool):
+    """When `feed`, a thread per FIFO under `root` answers its first reader with a few bytes and
+    EOF, so an engine that opens it blocking reads junk instead of hanging: in CI a hang inside C
+    code may not be interruptible by the alarm. bench/fuzz.py does not feed, and counts hangs."""
+    stop = threading.Event()
+    threads = []
+
+    def feed_one(path: Path) -> None:
+        while not stop.is_set():
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO: no reader yet
+                stop.wait(0.02)
+                continue
+            with contextlib.suppress(OSError):
+                os.write(fd, b"not a contract or parquet file\n")
+            os.close(fd)
+
+    if feed:
+        for path in root.rglob("*"):
+            if path.is_fifo():
+                threads.append(threading.Thread(target=feed_one, args=(path,), daemon=True))
+                threads[-1].start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(1)
+
+
+def run_case(
+    base: Path,
+    work: Path,
+    target: str,
+    op: str,
+    seed: int,
+    heavy: bool = False,
+    feed_fifos: bool = False,
+):
     """One fuzz case in a fresh copy of `base` under `work`: mutate, run, check."""
     shutil.copytree(base / "contracts_config", work / "contracts_config", symlinks=True)
     shutil.copytree(base / "data_samples", work / "data_samples", symlinks=True)
@@ -573,7 +614,7 @@ def run_case(base: Path, work: Path, target: str, op: str, seed: int, heavy: boo
     previous = signal.signal(signal.SIGALRM, _on_alarm)
     signal.alarm(CASE_TIMEOUT_S)
     try:
-        with _quiet() as out:
+        with _fifo_feeders(work, feed_fifos), _quiet() as out:
             try:
                 code = cli.run_main(_args(work, db, TARGET))
             except CaseTimeout:
@@ -609,7 +650,7 @@ def base(tmp_path_factory) -> Path:
 def _case(base: Path, tmp_path_factory, target: str, op: str, seed: int) -> Outcome:
     work = tmp_path_factory.mktemp("case")
     try:
-        return run_case(base, work, target, op, seed)
+        return run_case(base, work, target, op, seed, feed_fifos=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
