@@ -34,18 +34,30 @@ def parse_date(text: str) -> dt.date:
         raise ValueError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
+# Months a user may name: the engine steps a year or more either side of a month (gain-share
+# windows, runs of KPI failures, the next open month), which must stay inside Python's years 1-9999.
+FIRST_MONTH = dt.date(1900, 1, 1)
+LAST_MONTH = dt.date(9998, 12, 1)
+
+
 def period_arg(text: str, option: str = "--period") -> dt.date:
     try:
-        return parse_period(text)
+        month = parse_period(text)
     except ValueError as exc:
         raise SettleError(f"{option} {exc}") from None
+    if not FIRST_MONTH <= month <= LAST_MONTH:
+        raise SettleError(f"{option} {text!r} is outside {fmt(FIRST_MONTH)}..{fmt(LAST_MONTH)}")
+    return month
 
 
 def date_arg(text: str, option: str) -> dt.date:
     try:
-        return parse_date(text)
+        day = parse_date(text)
     except ValueError as exc:
         raise SettleError(f"{option} {exc}") from None
+    if day < FIRST_MONTH:
+        raise SettleError(f"{option} {text!r} is before {FIRST_MONTH}")
+    return day
 
 
 def add_months(period: dt.date, months: int) -> dt.date:
@@ -59,4 +71,5 @@ def month_range(first: dt.date, last: dt.date) -> list[dt.date]:
 
 
 def fmt(period: dt.date) -> str:
-    return f"{period:%Y-%m}"
+    # not strftime: glibc's %Y drops the leading zeros of a year before 1000
+    return f"{period.year:04d}-{period.month:02d}"

@@ -261,6 +261,23 @@ def test_months_are_strict_ascii_yyyy_mm(space, capfd, text, option):
     assert space.bytes() == before
 
 
+@pytest.mark.parametrize("text", ["0001-01", "1899-12", "9999-01", "9999-12"])
+@pytest.mark.parametrize(
+    "command",
+    [["run"], ["close"], ["report"], ["explain", "--contract", "ACME-CONTOSO-01"]],
+    ids=["run", "close", "report", "explain"],
+)
+def test_months_outside_the_supported_years_are_refused(space, capfd, text, command):
+    # the engine looks a year and more either side of a month; Python's dates end at 1 and 9999
+    before = space.bytes()
+    refused(
+        capfd,
+        argv(space.root, *command, "--period", text),
+        f"--period {text!r} is outside 1900-01..9998-12",
+    )
+    assert space.bytes() == before
+
+
 @pytest.mark.parametrize(
     "text", ["2025W281", "2025-W28-1", "20250710", " 2025-07-10", "2025-02-30", "２０２５-07-10"]
 )
