@@ -9,6 +9,7 @@ reaches the console. Progress goes to stderr, results to stdout.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import traceback
@@ -265,7 +266,20 @@ def run_main(args: list[str]) -> int:
     _DEBUG["on"] = os.environ.get("SETTLE_DEBUG", "") not in ("", "0")
     try:
         code = main.main(args, prog_name="settle", standalone_mode=False)
+        sys.stdout.flush()  # a full disk behind `> file` shows here, inside the boundary
         return code if isinstance(code, int) else 0
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+            return _bug(exc, args)
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit flush quiet
+        where = exc.filename or "standard output"
+        click.echo(
+            f"error: cannot write to {where}: {exc.strerror}. A run or close commits before it "
+            "prints, so check `settle explain` or the database for what was stored.",
+            err=True,
+        )
+        return 1
     except SettleError as exc:
         click.echo(f"error: {exc}", err=True)
         return 1
@@ -281,12 +295,16 @@ def run_main(args: list[str]) -> int:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit flush quiet
         return 141
     except Exception as exc:
-        command = " ".join(args)
-        log = write_traceback(exc, command)
-        if _DEBUG["on"]:
-            click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
-        click.echo(f"error: {bug_message(exc, command, log)}", err=True)
-        return BUG_EXIT
+        return _bug(exc, args)
+
+
+def _bug(exc: Exception, args: list[str]) -> int:
+    command = " ".join(args)
+    log = write_traceback(exc, command)
+    if _DEBUG["on"]:
+        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+    click.echo(f"error: {bug_message(exc, command, log)}", err=True)
+    return BUG_EXIT
 
 
 if __name__ == "__main__":

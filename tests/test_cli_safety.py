@@ -445,3 +445,20 @@ def test_dagster_fails_a_bug_as_one_paragraph_with_the_traceback_kept(space, mon
     [log] = list((tmp_path / "logs").iterdir())
     assert str(log) in failure.description
     assert "_a_bug" in failure.metadata["traceback"].value
+
+
+def test_output_to_a_full_disk_is_a_clear_error(space):
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [str(SETTLE), *argv(space.root, "validate")],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: cannot write to standard output: No space left on device.")
+    )
