@@ -255,9 +255,17 @@ def load(contracts_dir: Path, data_dir: Path, contract_ids: set[str] | None = No
     return contracts, inputs
 
 
+def quiet_connect(path: str | None = None) -> duckdb.DuckDBPyConnection:
+    """duckdb.connect without DuckDB's progress bar, which a query over 2 s otherwise draws
+    straight onto the terminal's stdout, in the middle of the command's results."""
+    con = duckdb.connect(path) if path is not None else duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
 def check_references(contracts: list[LoadedContract], inputs: InputSet) -> None:
     """The referential rules between loaded inputs and contracts, on an in-memory database."""
-    con = duckdb.connect()
+    con = quiet_connect()
     try:
         ensure_schema(con)
         run_script(con, SQL_DIR / "01_macros.sql")
@@ -356,7 +364,7 @@ def connect_for_write(db_path: Path, wait_s: float | None = None) -> duckdb.Duck
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            return duckdb.connect(str(db_path))
+            return quiet_connect(str(db_path))
         except duckdb.Error as exc:
             if not isinstance(exc, duckdb.IOException) or "lock" not in str(exc).lower():
                 raise SettleError(f"{db_path}: cannot open the database: {exc}") from None
@@ -388,7 +396,7 @@ def write_transaction(db_path: Path, commit: bool = True) -> Iterator[duckdb.Duc
     and a command that writes nothing must not leave an empty database file behind."""
     check_db_path(db_path)
     dry_new = not commit and not Path(db_path).exists()
-    con = duckdb.connect() if dry_new else connect_for_write(db_path)
+    con = quiet_connect() if dry_new else connect_for_write(db_path)
     try:
         con.execute("BEGIN TRANSACTION")
         try:
