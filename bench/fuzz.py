@@ -1,6 +1,6 @@
 """The fuzzers of tests/test_fuzz.py, run for longer: mutated contract YAML and Parquet inputs.
 
-    python bench/fuzz.py [--cases 2000] [--target both|yaml|parquet] [--seed 1] [--timeout 30]
+    python bench/fuzz.py [--cases 2000] [--target both|yaml|parquet] [--seed 1] [--timeout 60]
                          [--heavy] [--memory-gb 3]
 
 Each case copies the samples and a database holding a settled month, applies one mutation and
@@ -113,7 +113,7 @@ def main() -> int:
     parser.add_argument("--target", choices=["both", "yaml", "parquet"], default="both")
     parser.add_argument("--only", default=None, help="Only this mutation (e.g. duplicate_key).")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--timeout", type=float, default=30.0, help="Seconds per case.")
+    parser.add_argument("--timeout", type=float, default=60.0, help="Seconds per case.")
     parser.add_argument("--heavy", action="store_true")
     parser.add_argument("--memory-gb", type=float, default=3.0)
     opts = parser.parse_args()
@@ -155,7 +155,7 @@ def main() -> int:
             what, code, output, db_changed, hang = value
             problems = []
             if hang:
-                problems.append("hang")
+                problems.append(f"hang (over {opts.timeout:.0f}s)")
             elif code not in (0, 1):
                 problems.append(f"exit {code}")
             if "Traceback" in output:

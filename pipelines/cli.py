@@ -295,6 +295,10 @@ def run_main(args: list[str]) -> int:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit flush quiet
         return 141
     except Exception as exc:
+        if isinstance(exc, RuntimeError) and str(exc).startswith("Query interrupted"):
+            # DuckDB's word for a signal (Ctrl-C) that arrived inside a query
+            click.echo("interrupted: nothing was written", err=True)
+            return 130
         return _bug(exc, args)
 
 
