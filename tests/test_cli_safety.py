@@ -462,3 +462,26 @@ def test_output_to_a_full_disk_is_a_clear_error(space):
         .splitlines()[-1]
         .startswith("error: cannot write to standard output: No space left on device.")
     )
+
+
+def test_ctrl_c_inside_a_query_is_an_interruption_not_a_bug(space, capfd, monkeypatch):
+    # DuckDB reports a signal that lands inside a query as RuntimeError("Query interrupted")
+    def interrupted(*args, **kwargs):
+        raise RuntimeError("Query interrupted")
+
+    monkeypatch.setattr(engine, "settle", interrupted)
+    code, _, err = call(capfd, argv(space.root, "run", "--period", "2025-02"))
+    assert code == 130
+    assert err.strip() == "interrupted: nothing was written"
+
+
+def test_the_engine_connections_draw_no_progress_bar(space):
+    # DuckDB draws it on the process's stdout for any query over 2 s, inside the results table
+    con = engine.connect_for_write(space.db)
+    try:
+        setting = "SELECT current_setting('enable_progress_bar')"
+        assert con.execute(setting).fetchone() == (False,)
+    finally:
+        con.close()
+    with engine.write_transaction(space.root / "new.duckdb", commit=False) as dry:
+        assert dry.execute(setting).fetchone() == (False,)
