@@ -379,6 +379,12 @@ def connect_for_write(db_path: Path, wait_s: float | None = None) -> duckdb.Duck
             time.sleep(0.5)
 
 
+_WRITE_FAILURE = re.compile(
+    r"Could not write|No space left|File too large|Disk quota|out of memory|failed to allocate",
+    re.I,
+)
+
+
 def _storage_error(db_path: Path, exc: duckdb.Error, when: str) -> SettleError:
     return SettleError(
         f"{db_path}: {when}: {exc}. Nothing was written: the transaction was rolled back and the "
@@ -402,13 +408,16 @@ def write_transaction(db_path: Path, commit: bool = True) -> Iterator[duckdb.Duc
         try:
             yield con
         except (duckdb.IOException, duckdb.OutOfMemoryException) as exc:
+            # only failures to write the database itself; an unreadable input is not a full disk
+            if not _WRITE_FAILURE.search(str(exc)):
+                raise
             raise _storage_error(db_path, exc, "cannot write the database") from None
         try:
             con.execute("COMMIT" if commit else "ROLLBACK")
         except duckdb.Error as exc:
             # DuckDB writes the commit to the WAL as one checksummed record: a failed write (disk
             # full, file size limit) leaves the committed state of the file as it was
-            raise _storage_error(db_path, exc, "the run could not be committed") from None
+            raise _storage_error(db_path, exc, "the transaction could not be committed") from None
     except BaseException:
         with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK")

@@ -199,7 +199,7 @@ def test_a_commit_on_a_full_disk_is_a_clear_error_and_the_database_is_intact(spa
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr + done.stdout
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"error: {space.db}: the run could not be committed")
+    assert last.startswith(f"error: {space.db}: the transaction could not be committed")
     assert "File too large" in last and "Nothing was written" in last
     assert space.tables() == before
 
