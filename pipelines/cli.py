@@ -261,13 +261,19 @@ def entry() -> None:
 
 
 def run_main(args: list[str]) -> int:
-    """Run the CLI on `args` and return the exit code: 0, 1 for a SettleError or a usage error
-    (2, as click has it), 130 when interrupted, BUG_EXIT for anything else."""
+    """Run the CLI on `args` and return the exit code: 0 done, 1 a SettleError (or output that
+    cannot be written), 2 a usage error (click's), 130 interrupted, 141 stdout closed, BUG_EXIT
+    anything else."""
     _DEBUG["on"] = os.environ.get("SETTLE_DEBUG", "") not in ("", "0")
     try:
         code = main.main(args, prog_name="settle", standalone_mode=False)
         sys.stdout.flush()  # a full disk behind `> file` shows here, inside the boundary
         return code if isinstance(code, int) else 0
+    except BrokenPipeError:
+        # the reader of stdout went away (`settle run | head`): nothing left to say to it
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit flush quiet
+        return 141
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
             return _bug(exc, args)
@@ -289,11 +295,6 @@ def run_main(args: list[str]) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code if exc.exit_code else 2
-    except BrokenPipeError:
-        # the reader of stdout went away (`settle run | head`): nothing left to say to it
-        with contextlib.suppress(OSError):
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit flush quiet
-        return 141
     except Exception as exc:
         if isinstance(exc, RuntimeError) and str(exc).startswith("Query interrupted"):
             # DuckDB's word for a signal (Ctrl-C) that arrived inside a query
