@@ -14,7 +14,8 @@ Prints the cases tried, how many settled (exit 0) and were refused (exit 1), and
 class: tracebacks on the console, bug exits (70, by exception type), other exit codes, hangs,
 crashes (the child killed by a signal) and partial writes (exit 1 with the database changed),
 each with its count and one reproducible example (`--target T --only OP --seed S --cases 1`
-replays it: the seed shown is the case's own).
+replays it: the seed shown is the case's own). Ctrl-C ends the run early and prints the figures
+so far.
 """
 
 from __future__ import annotations
@@ -137,8 +138,10 @@ def main() -> int:
     failures: dict[str, list[str]] = defaultdict(list)
     per_op: dict[str, Counter] = defaultdict(Counter)
     pool = Pool(make_base(scratch / "base"), scratch, opts.heavy, opts.memory_gb)
+    tried = 0
     try:
         for n, job in enumerate(jobs, 1):
+            tried = n
             _, target, op, seed = job
             state, value = pool.run(job, opts.timeout + 15)
             example = f"--target {target} --only {op} --seed {seed}"
@@ -171,12 +174,16 @@ def main() -> int:
                 failures[key].append(f"{example}  [{what}] {detail}")
             if n % 100 == 0:
                 print(f"  {n} cases, {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    except KeyboardInterrupt:
+        # Ctrl-C (or kill -INT) ends the run early and still prints what it found
+        tried -= 1
+        print(f"interrupted after {tried} cases", file=sys.stderr)
     finally:
         pool.stop()
         shutil.rmtree(scratch, ignore_errors=True)
 
     took = time.perf_counter() - started
-    total = len(jobs)
+    total = tried
     bad = sum(len(v) for v in failures.values())
     print(f"cases tried:      {total} in {took:.0f}s ({took / max(total, 1):.2f}s a case)")
     print(f"settled (exit 0): {codes[0]}")
