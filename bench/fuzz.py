@@ -25,6 +25,7 @@ import multiprocessing as mp
 import random
 import resource
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -118,6 +119,8 @@ def main() -> int:
     parser.add_argument("--heavy", action="store_true")
     parser.add_argument("--memory-gb", type=float, default=3.0)
     opts = parser.parse_args()
+    # a shell starts a background job with SIGINT ignored; `kill -INT` must still end it early
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     import os
 
