@@ -1,20 +1,29 @@
 """`settle`: validate, run, close, explain and report, over the one engine.
 
 Errors the user can fix (bad config, bad input, a locked database) are printed as one paragraph
-and exit 1; nothing is written. Progress goes to stderr, results to stdout.
+and exit 1; nothing is written. Anything else is a bug: one paragraph says so and where the full
+traceback was written (`--debug` prints it), and the exit code is 70. A raw traceback never
+reaches the console. Progress goes to stderr, results to stdout.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import sys
+import traceback
 from decimal import Decimal
 from pathlib import Path
 
 import click
 
 from . import engine
-from .errors import SettleError
-from .periods import fmt, period_arg
+from .errors import BUG_EXIT, SettleError, bug_message, write_traceback
+from .periods import date_arg, fmt, period_arg
+
+# set by the group's --debug (or SETTLE_DEBUG=1) before any command runs; read by entry()
+_DEBUG = {"on": False}
 
 
 def _progress(message: str) -> None:
@@ -28,7 +37,9 @@ def _common(func):
         envvar="SETTLE_DB",
         default="settlement.duckdb",
         show_default=True,
-        type=click.Path(path_type=Path),
+        # text, not click.Path: that turns "" into "." before the check sees it
+        type=str,
+        callback=_db_path,
         help="DuckDB file (env SETTLE_DB).",
     )(func)
     func = click.option(
@@ -50,6 +61,28 @@ def _common(func):
         help="Contract YAML folder (env SETTLE_CONTRACTS).",
     )(func)
     return func
+
+
+def _db_path(ctx, param, value: str) -> Path:
+    return engine.check_db_path(value)
+
+
+def _contract_ids(ctx, param, values: tuple[str, ...]) -> set[str] | None:
+    """`--contract A,B` and `--contract A --contract B` alike; empty pieces are a typo, refused."""
+    ids = [piece.strip() for value in values for piece in value.split(",")]
+    if any(not i for i in ids):
+        raise SettleError(f"--contract {','.join(values)!r}: an empty contract id")
+    return set(ids) or None
+
+
+def _contract_option(func):
+    return click.option(
+        "--contract",
+        "contract_ids",
+        multiple=True,
+        callback=_contract_ids,
+        help="Only these contracts (repeat, or A,B).",
+    )(func)
 
 
 def _money(value: Decimal | None) -> str:
@@ -77,10 +110,17 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="settle")
-def main() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="SETTLE_DEBUG",
+    help="On an internal error, print the full traceback too (env SETTLE_DEBUG=1).",
+)
+def main(debug: bool) -> None:
     """Settle outsourced contact-centre contracts: invoices, credits, gain-share, reconciliation."""
+    _DEBUG["on"] = debug
 
 
 @main.command()
@@ -96,7 +136,7 @@ def validate(contracts: Path, data: Path, db: Path) -> None:
 @_common
 @click.option("--period", "period", required=True, help="First month to settle (YYYY-MM).")
 @click.option("--to", "to", default=None, help="Last month of a range (YYYY-MM).")
-@click.option("--contract", "contract_ids", multiple=True, help="Only these contracts.")
+@_contract_option
 @click.option(
     "--as-known-at",
     "as_known_at",
@@ -135,18 +175,11 @@ def run(
     counts_dir,
 ) -> None:
     """Settle one month or a range as one run."""
-    import datetime as dt
-
     first = period_arg(period)
-    last = period_arg(to) if to else first
-    known_at = None
-    if as_known_at:
-        try:
-            known_at = dt.date.fromisoformat(as_known_at)
-        except ValueError:
-            raise SettleError(f"--as-known-at {as_known_at!r} is not a date (YYYY-MM-DD)") from None
+    last = period_arg(to, "--to") if to is not None else first
+    known_at = date_arg(as_known_at, "--as-known-at") if as_known_at is not None else None
     request = engine.RunRequest(
-        first, last, set(contract_ids) or None, known_at, dry_run, interactions_engine, counts_dir
+        first, last, contract_ids, known_at, dry_run, interactions_engine, counts_dir
     )
     result = engine.settle(contracts, data, db, request, _progress)
     _print_result(result, db, dry_run)
@@ -204,12 +237,11 @@ def _print_result(result: engine.RunResult, db: Path, dry_run: bool) -> None:
 @_common
 @click.option("--period", "period", required=True, help="Month to close (YYYY-MM).")
 @click.option("--to", "to", default=None, help="Last month of a range to close (YYYY-MM).")
-@click.option("--contract", "contract_ids", multiple=True, help="Only these contracts.")
+@_contract_option
 def close(contracts, data, db, period, to, contract_ids) -> None:
     """Close (lock) months: their current figures become final."""
-    closed = engine.close(
-        db, period_arg(period), set(contract_ids) or None, _progress, period_arg(to) if to else None
-    )
+    last = period_arg(to, "--to") if to is not None else None
+    closed = engine.close(db, period_arg(period), contract_ids, _progress, last)
     for contract_id, month, run_id in closed:
         click.echo(f"closed {contract_id} {fmt(month)} at run {run_id}")
     if not closed:
@@ -255,16 +287,60 @@ def report(contracts, data, db, period, pack_format, out) -> None:
 
 
 def entry() -> None:
+    """The console script: every command's one error boundary."""
+    sys.exit(run_main(sys.argv[1:]))
+
+
+def run_main(args: list[str]) -> int:
+    """Run the CLI on `args` and return the exit code: 0 done, 1 a SettleError (or output that
+    cannot be written), 2 a usage error (click's), 130 interrupted, 141 stdout closed, BUG_EXIT
+    anything else."""
+    _DEBUG["on"] = os.environ.get("SETTLE_DEBUG", "") not in ("", "0")
     try:
-        main(standalone_mode=False)
+        code = main.main(args, prog_name="settle", standalone_mode=False)
+        sys.stdout.flush()  # a full disk behind `> file` shows here, inside the boundary
+        return code if isinstance(code, int) else 0
+    except BrokenPipeError:
+        # the reader of stdout went away (`settle run | head`): nothing left to say to it
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit flush quiet
+        return 141
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+            return _bug(exc, args)
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the exit flush quiet
+        where = exc.filename or "standard output"
+        click.echo(
+            f"error: cannot write to {where}: {exc.strerror}. A run or close commits before it "
+            "prints, so check `settle explain` or the database for what was stored.",
+            err=True,
+        )
+        return 1
     except SettleError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    except click.exceptions.Abort:
-        sys.exit(130)
+        return 1
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("interrupted: nothing was written", err=True)
+        return 130
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code if exc.exit_code else 2)
+        return exc.exit_code if exc.exit_code else 2
+    except Exception as exc:
+        if isinstance(exc, RuntimeError) and str(exc).startswith("Query interrupted"):
+            # DuckDB's word for a signal (Ctrl-C) that arrived inside a query
+            click.echo("interrupted: nothing was written", err=True)
+            return 130
+        return _bug(exc, args)
+
+
+def _bug(exc: Exception, args: list[str]) -> int:
+    command = " ".join(args)
+    log = write_traceback(exc, command)
+    if _DEBUG["on"]:
+        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+    click.echo(f"error: {bug_message(exc, command, log)}", err=True)
+    return BUG_EXIT
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import math
 import os
 import re
 import tempfile
@@ -211,6 +212,7 @@ def check_references(contracts: list[LoadedContract], inputs: InputSet) -> None:
     contracts, then the steps through the KPI results for every month the volumes cover, each
     followed by its checks (an index value or a required KPI a run would miss)."""
     con = connect_memory()
+
     try:
         ensure_schema(con)
         run_script(con, SQL_DIR / "01_macros.sql")
@@ -325,15 +327,57 @@ def connect_memory() -> duckdb.DuckDBPyConnection:
     return con
 
 
+def quiet_connect(path: str | None = None) -> duckdb.DuckDBPyConnection:
+    """duckdb.connect with the run's memory settings and without DuckDB's progress bar, which a
+    query over 2 s otherwise draws straight onto stdout, in the middle of the results."""
+    con = duckdb.connect(path) if path is not None else duckdb.connect()
+    _configure(con, Path(path) if path is not None else None)
+    return con
+
+
+LOCK_WAIT_ENV = "SETTLE_LOCK_WAIT_S"
+
+# DuckDB reads these as "not a file on disk": an in-memory database (which a run would fill and
+# throw away while reporting success) or a remote MotherDuck one.
+_NOT_A_FILE = re.compile(r"^(:memory:|md:|motherduck:)", re.I)
+
+
+def check_db_path(db_path: Path | str) -> Path:
+    """The database must be a file on disk: refuse what DuckDB would treat as something else."""
+    text = str(db_path)
+    if not text.strip() or _NOT_A_FILE.match(text):
+        raise SettleError(
+            f"--db {text!r}: the settlement database must be a file on disk (runs, closed months "
+            "and packs are read back from it); an in-memory or remote database is refused"
+        )
+    return Path(db_path)
+
+
+def lock_wait_s() -> float:
+    """SETTLE_LOCK_WAIT_S, default 30: a finite number of seconds, zero or more."""
+    text = os.environ.get(LOCK_WAIT_ENV, "30")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise SettleError(
+            f"{LOCK_WAIT_ENV}={text!r}: must be a number of seconds, 0 or more (for example 30): "
+            "how long to wait for another Settle run to release the database"
+        )
+    return value
+
+
 def connect_for_write(db_path: Path, wait_s: float | None = None) -> duckdb.DuckDBPyConnection:
     """Open the database file for writing, waiting a while for another writer to finish."""
-    wait_s = float(os.environ.get("SETTLE_LOCK_WAIT_S", "30")) if wait_s is None else wait_s
+    check_db_path(db_path)
+    wait_s = lock_wait_s() if wait_s is None else wait_s
     deadline = time.monotonic() + wait_s
     while True:
         try:
             con = duckdb.connect(str(db_path))
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
+        except duckdb.Error as exc:
+            if not isinstance(exc, duckdb.IOException) or "lock" not in str(exc).lower():
                 raise SettleError(f"{db_path}: cannot open the database: {exc}") from None
             if time.monotonic() >= deadline:
                 holder = re.search(r"PID (\d+)", str(exc))
@@ -349,21 +393,52 @@ def connect_for_write(db_path: Path, wait_s: float | None = None) -> duckdb.Duck
         return con
 
 
+_WRITE_FAILURE = re.compile(
+    r"Could not write|No space left|File too large|Disk quota|out of memory|failed to allocate",
+    re.I,
+)
+
+
+def _storage_error(db_path: Path, exc: duckdb.Error, when: str) -> SettleError:
+    return SettleError(
+        f"{db_path}: {when}: {exc}. Nothing was written: the transaction was rolled back and the "
+        "database holds what it held before. Free disk space (or fix the file's permissions) "
+        "and run again."
+    )
+
+
 @contextlib.contextmanager
 def write_transaction(db_path: Path, commit: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
     """One transaction on the database file: committed at the end, or rolled back on any error
-    (or when `commit` is false: a dry run). A killed process leaves nothing behind either."""
-    con = connect_for_write(db_path)
+    (or when `commit` is false: a dry run). A killed process leaves nothing behind either.
+
+    A dry run on a database that does not exist yet runs in memory: it would roll back anyway,
+    and a command that writes nothing must not leave an empty database file behind."""
+    check_db_path(db_path)
+    dry_new = not commit and not Path(db_path).exists()
+    con = quiet_connect() if dry_new else connect_for_write(db_path)
     try:
         con.execute("BEGIN TRANSACTION")
-        yield con
-        con.execute("COMMIT" if commit else "ROLLBACK")
+        try:
+            yield con
+        except (duckdb.IOException, duckdb.OutOfMemoryException) as exc:
+            # only failures to write the database itself; an unreadable input is not a full disk
+            if not _WRITE_FAILURE.search(str(exc)):
+                raise
+            raise _storage_error(db_path, exc, "cannot write the database") from None
+        try:
+            con.execute("COMMIT" if commit else "ROLLBACK")
+        except duckdb.Error as exc:
+            # DuckDB writes the commit to the WAL as one checksummed record: a failed write (disk
+            # full, file size limit) leaves the committed state of the file as it was
+            raise _storage_error(db_path, exc, "the transaction could not be committed") from None
     except BaseException:
         with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK")
         raise
     finally:
-        con.close()
+        with contextlib.suppress(duckdb.Error):
+            con.close()
 
 
 def settle(
@@ -378,6 +453,8 @@ def settle(
         raise SettleError(
             f"--to {fmt(request.period_to)} is before --period {fmt(request.period_from)}"
         )
+    check_db_path(db_path)
+    lock_wait_s()  # a bad SETTLE_LOCK_WAIT_S is refused before minutes of validation, not after
     started_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     t0 = time.perf_counter()
     contracts, inputs = load(contracts_dir, data_dir, request.contract_ids)
@@ -565,6 +642,11 @@ def close(
     to: dt.date | None = None,
 ) -> list[tuple[str, dt.date, int]]:
     """Lock months: the current run of each becomes its closing run, for good."""
+    if not Path(check_db_path(db_path)).exists():
+        raise SettleError(
+            f"{db_path}: no such database, so nothing to close; settle the month first "
+            "(`settle run`). Nothing was written."
+        )
     with write_transaction(db_path) as con:
         ensure_schema(con)
         closed = []

@@ -21,7 +21,11 @@ them as Excel, `report_html` as one HTML page.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import tempfile
+import zipfile
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -136,9 +140,15 @@ def write_pack(
     out: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Path:
-    """Write the month's settlement pack; returns where it was written."""
+    """Write the month's settlement pack; returns where it was written.
+
+    The pack goes to a temporary file in the target folder, renamed over the target once complete,
+    so a failed write leaves nothing. The target must not be the database, and may only replace a
+    file that is itself a settlement pack (a rerun); anything else is refused untouched."""
     if pack_format not in ("xlsx", "html"):
         raise SettleError(f"--format {pack_format!r}: the pack is xlsx or html")
+    path = Path(out) if out else default_path(period, pack_format)
+    _check_target(path, Path(db_path), pack_format)
     con = connect_read_only(db_path)
     try:
         if not has_settled_figures(con):
@@ -146,12 +156,108 @@ def write_pack(
         pack = load_pack(con, period, Path(db_path).name)
     finally:
         con.close()
-    path = Path(out) if out else default_path(period, pack_format)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if progress:
         progress(f"read {len(pack.summary.rows)} contract(s) for {fmt(period)} from {db_path}")
     if pack_format == "xlsx":
-        write_xlsx(pack, path)
+        _write_atomically(path, lambda tmp: write_xlsx(pack, tmp))
     else:
-        path.write_text(render_html(pack), encoding="utf-8")
+        text = render_html(pack)
+        _write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path
+
+
+# --------------------------------------------------------------------------- writing the file
+
+
+def _check_target(path: Path, db_path: Path, pack_format: str) -> None:
+    """Refuse, before anything is read or written, a target the pack must not replace."""
+    db_files = [db_path, db_path.with_name(db_path.name + ".wal")]
+    for db_file in db_files:
+        same = path.resolve() == db_file.resolve()
+        with contextlib.suppress(OSError):
+            same = same or (path.exists() and db_file.exists() and path.samefile(db_file))
+        if same:
+            raise SettleError(
+                f"--out {path}: that is the settlement database ({db_file}); writing the pack "
+                "over it would destroy every run and closed month. Nothing was written; choose "
+                "another file."
+            )
+    if path.is_dir():
+        raise SettleError(
+            f"--out {path}: is a folder; give the pack's file name, for example "
+            f"{path / f'settlement_pack_YYYY-MM.{pack_format}'}. Nothing was written."
+        )
+    if path.exists() or path.is_symlink():
+        if not path.is_file():
+            raise SettleError(
+                f"--out {path}: is not a regular file (a device, pipe or dangling link); "
+                "refusing to write there. Nothing was written."
+            )
+        if not is_pack(path):
+            raise SettleError(
+                f"--out {path}: the file exists and is not a settlement pack written by "
+                "`settle report`; refusing to overwrite it. Nothing was written; remove it or "
+                "choose another name."
+            )
+    for parent in path.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise SettleError(
+                    f"--out {path}: {parent} is a file, not a folder, so the pack cannot be "
+                    "written under it. Nothing was written."
+                )
+            break
+
+
+def is_pack(path: Path) -> bool:
+    """A file `settle report` wrote: an xlsx whose document properties name Settle and a
+    settlement pack, or an HTML page titled as one."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                core = archive.read("docProps/core.xml").decode("utf-8", "replace")
+            return "<dc:creator>Settle</dc:creator>" in core and "Settlement pack" in core
+        with open(path, "rb") as handle:
+            head = handle.read(8192)
+        return head.lstrip().lower().startswith(b"<!doctype html") and (
+            b"<title>Settlement pack" in head
+        )
+    except (OSError, KeyError, zipfile.BadZipFile, RuntimeError):
+        return False
+
+
+def _write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettleError(
+            f"--out {path}: cannot create the folder {path.parent}: {exc.strerror or exc}. "
+            "Nothing was written."
+        ) from None
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise SettleError(
+            f"--out {path}: cannot write in {path.parent}: {exc.strerror or exc}. "
+            "Nothing was written."
+        ) from None
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a pack is an ordinary file
+        os.replace(tmp, path)
+    except Exception as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        if isinstance(exc, OSError) or type(exc).__name__ == "FileCreateError":
+            raise SettleError(
+                f"--out {path}: the pack could not be written: {reason}. Nothing was written "
+                "(a partial file was removed)."
+            ) from None
+        raise

@@ -19,8 +19,9 @@ import duckdb
 from .. import engine, store
 from ..config import load_contracts
 from ..errors import SettleError
-from ..periods import fmt
+from ..periods import date_arg, fmt
 from . import readback
+from .boundary import settle_failures
 from .interaction_counts import contract_group
 from .partitions import MONTHS, ONE_RUN, months_of
 from .resources import SettleFiles
@@ -65,22 +66,23 @@ def settle(
 ):
     """Settle the partition's months (a range: all of them in one transaction) with the engine
     the CLI uses, then report each stored table from the database."""
+    with settle_failures("settle"):
+        yield from _settle(context, config, settle)
+
+
+def _settle(context: dg.AssetExecutionContext, config: SettleRunConfig, settle: SettleFiles):
     first, last = months_of(context)
     months = f"{fmt(first)}..{fmt(last)}" if first != last else fmt(first)
-    try:
-        contracts = _contracts(config, settle)
-        request = engine.RunRequest(
-            first,
-            last,
-            contracts,
-            _date(config),
-            # months the interaction_counts asset counted ahead are read from its Parquet; any
-            # other is counted here, on SETTLE_INTERACTIONS_ENGINE
-            counts_dir=settle.counts,
-        )
-        result = engine.settle(settle.contracts, settle.data, settle.db, request, context.log.info)
-    except SettleError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    request = engine.RunRequest(
+        first,
+        last,
+        _contracts(config, settle),
+        _date(config),
+        # months the interaction_counts asset counted ahead are read from its Parquet; any
+        # other is counted here, on SETTLE_INTERACTIONS_ENGINE
+        counts_dir=settle.counts,
+    )
+    result = engine.settle(settle.contracts, settle.data, settle.db, request, context.log.info)
     context.log.info(
         f"settle run {result.run_id}: {months}, {result.written_months} contract-months"
     )
@@ -117,12 +119,6 @@ def _contracts(config: SettleRunConfig, files: SettleFiles) -> set[str] | None:
 
 
 def _date(config: SettleRunConfig) -> dt.date | None:
-    if not config.as_known_at:
+    if config.as_known_at is None:
         return None
-    try:
-        return dt.date.fromisoformat(config.as_known_at)
-    except ValueError:
-        raise dg.Failure(
-            description=f"as_known_at {config.as_known_at!r} is not a date (YYYY-MM-DD)",
-            allow_retries=False,
-        ) from None
+    return date_arg(config.as_known_at, "as_known_at")

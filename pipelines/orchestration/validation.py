@@ -12,6 +12,7 @@ import polars as pl
 
 from .. import engine
 from ..periods import fmt
+from .boundary import settle_failures
 from .display import table
 from .partitions import MONTHS, ONE_RUN, months_of
 from .resources import SettleFiles
@@ -57,7 +58,8 @@ def validated_inputs(
     them. Writes nothing to the settlement database. A failed check stops the settlement of the
     month (or range): nothing downstream runs, nothing is written."""
     first, last = months_of(context)
-    report = engine.validation_report(settle.contracts, settle.data)
+    with settle_failures("validated_inputs"):
+        report = engine.validation_report(settle.contracts, settle.data)
     results = []
     for stage in engine.VALIDATION_STAGES:
         name, _ = CHECKS[stage]
