@@ -44,6 +44,9 @@ class ResultTable:
     # True: a run stores every row it computed, not only its write set. Index factors are read
     # by later months' prices, so each run keeps the full trail it priced with.
     all_months: bool = False
+    # What the table is computed from, as the SQL reads it: other result tables by name, input
+    # folders as "folder/". Drives the Dagster lineage (pipelines/orchestration/lineage.py).
+    upstream: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "the factor that prices and baselines are multiplied by. sql/03_indexation.sql, from "
         "the contract terms and index_values/.",
         all_months=True,
+        upstream=("index_values/",),
     ),
     ResultTable(
         "charge_bands",
@@ -76,6 +80,7 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "contract_id, period, service_line_id, band",
         "Units per pricing band and month, with the indexed rate and flat fee of each band. "
         "sql/04_pricing.sql, from volumes/ and index_factors.",
+        upstream=("volumes/", "index_factors"),
     ),
     ResultTable(
         "charge_lines",
@@ -85,6 +90,7 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "contract_id, period, sort_order, line_key",
         "Charges before credits: usage, fixed fee, minimum and surge lines per contract and "
         "month. sql/04_pricing.sql, from charge_bands and index_factors.",
+        upstream=("charge_bands", "index_factors"),
     ),
     ResultTable(
         "kpi_results",
@@ -95,6 +101,7 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "Each KPI per month: value (input or measured from interactions), target, met / failed / "
         "excused / no_data, consecutive failures, critical. sql/05_measures.sql and "
         "sql/06_kpi_results.sql, from kpis/, interactions/ and exclusions/.",
+        upstream=("kpis/", "interactions/", "exclusions/"),
     ),
     ResultTable(
         "service_credits",
@@ -104,6 +111,7 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "contract_id, period, kpi_id",
         "Credits for failed KPIs: at-risk amount, severity, repeat multiplier, monthly cap, "
         "earn-back. sql/07_credits.sql, from charge_lines and kpi_results.",
+        upstream=("charge_lines", "kpi_results"),
     ),
     ResultTable(
         "gain_share",
@@ -114,6 +122,7 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "Gain-share windows: baseline and actual cost, savings, tiers, cap, gates and the provider "
         "amount billed on the window's last month. sql/08_gain_share.sql, from charge_lines, "
         "kpi_results and index_factors.",
+        upstream=("gain_share_months", "kpi_results"),
     ),
     ResultTable(
         "gain_share_months",
@@ -123,6 +132,7 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "contract_id, period",
         "The months behind each gain-share window: units, charges, baseline and its factor, "
         "baseline and actual cost, savings. sql/08_gain_share.sql.",
+        upstream=("charge_lines", "index_factors"),
     ),
     ResultTable(
         "adjustments",
@@ -132,6 +142,7 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "contract_id, billed_in_period, period, line_key",
         "Restated closed months: closed, restated and delta per line, billed on the next open "
         "month's invoice. sql/10_adjustments.sql, from the restated invoice and the closing runs.",
+        upstream=("charge_lines", "service_credits", "gain_share"),
     ),
     ResultTable(
         "invoice_lines",
@@ -142,6 +153,7 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "The invoice the contract says is due, line by line, each amount rounded once. "
         "sql/09_invoice.sql and sql/10_adjustments.sql, from charge_lines, service_credits, "
         "gain_share and adjustments.",
+        upstream=("charge_lines", "service_credits", "gain_share", "adjustments"),
     ),
     ResultTable(
         "invoice_reconciliation",
@@ -151,6 +163,7 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "contract_id, period, line_key",
         "The provider's invoice against the expected one: difference, status, rate and volume "
         "variance per line. sql/11_reconcile.sql, from invoice_lines and vendor_invoices/.",
+        upstream=("invoice_lines", "vendor_invoices/"),
     ),
 )
 

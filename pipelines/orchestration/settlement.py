@@ -19,7 +19,7 @@ import duckdb
 from .. import engine, store
 from ..errors import SettleError
 from ..periods import fmt
-from . import readback
+from . import lineage, readback
 from .partitions import MONTHS, ONE_RUN, months_of
 from .resources import SettleFiles
 
@@ -34,7 +34,9 @@ class SettleRunConfig(dg.Config):
 @dg.multi_asset(
     name="settle",
     specs=[
-        dg.AssetSpec(t.name, description=t.description, deps=["validated_inputs"], kinds={"duckdb"})
+        dg.AssetSpec(
+            t.name, description=t.description, deps=lineage.table_deps(t), kinds={"duckdb"}
+        )
         for t in store.RESULT_TABLES
     ],
     check_specs=[
@@ -43,6 +45,9 @@ class SettleRunConfig(dg.Config):
     ],
     partitions_def=MONTHS,
     backfill_policy=ONE_RUN,
+    # Subsettable so the tables can depend on each other (see the module docstring); a run always
+    # settles every table, whatever subset it was launched for.
+    can_subset=True,
     group_name="settlement",
     # With an instance limit of 1 on this pool, runs queue for the database file instead of
     # waiting SETTLE_LOCK_WAIT_S for it inside engine.connect_for_write.
@@ -69,13 +74,22 @@ def settle(context: dg.AssetExecutionContext, config: SettleRunConfig, settle: S
             f"process took the file before its figures could be read back: {exc}",
             allow_retries=False,
         ) from None
+    selected = context.selected_asset_keys
+    checked = context.selected_asset_check_keys
     with con:
         for t in store.RESULT_TABLES:
-            yield dg.MaterializeResult(
-                asset_key=t.name, metadata=readback.summary(con, t.name, result, months)
-            )
-        for asset in readback.CHECKS:
-            yield readback.check_result(con, asset, result.run_id)
+            found = readback.summary(con, t.name, result, months)
+            if dg.AssetKey(t.name) in selected:
+                yield dg.MaterializeResult(asset_key=t.name, metadata=found)
+            else:
+                # not selected, but the engine rewrote it in the same transaction: still recorded
+                for key in context.partition_keys:
+                    context.log_event(
+                        dg.AssetMaterialization(t.name, partition=key, metadata=found)
+                    )
+        for asset, (name, *_) in readback.CHECKS.items():
+            if dg.AssetCheckKey(dg.AssetKey(asset), name) in checked:
+                yield readback.check_result(con, asset, result.run_id)
 
 
 def _date(config: SettleRunConfig) -> dt.date | None:
