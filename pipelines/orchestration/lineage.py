@@ -20,3 +20,24 @@ def table_deps(table: store.ResultTable) -> list[str]:
         if key not in deps:
             deps.append(key)
     return deps or [VALIDATED]
+
+
+def in_lineage_order() -> list[store.ResultTable]:
+    """The result tables with every table after those it is computed from (a multi-asset must
+    yield its assets so), otherwise in the registry's order."""
+    by_name = {t.name: t for t in store.RESULT_TABLES}
+    done: list[store.ResultTable] = []
+
+    def visit(table: store.ResultTable, path: tuple[str, ...]) -> None:
+        if table in done:
+            return
+        if table.name in path:
+            raise ValueError(f"store.RESULT_TABLES: upstream cycle {' -> '.join(path)}")
+        for name in table.upstream:
+            if name in by_name:
+                visit(by_name[name], (*path, table.name))
+        done.append(table)
+
+    for table in store.RESULT_TABLES:
+        visit(table, ())
+    return done

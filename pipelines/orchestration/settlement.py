@@ -77,7 +77,7 @@ def settle(context: dg.AssetExecutionContext, config: SettleRunConfig, settle: S
     selected = context.selected_asset_keys
     checked = context.selected_asset_check_keys
     with con:
-        for t in store.RESULT_TABLES:
+        for t in lineage.in_lineage_order():
             found = readback.summary(con, t.name, result, months)
             if dg.AssetKey(t.name) in selected:
                 yield dg.MaterializeResult(asset_key=t.name, metadata=found)
