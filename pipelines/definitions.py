@@ -13,11 +13,22 @@ engine's message after SETTLE_LOCK_WAIT_S.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import dagster as dg
+
+from .orchestration.partitions import MONTHS, volume_months
 
 from .orchestration.resources import SettleFiles
 from .orchestration.settlement import settle
+from .orchestration.sources import SOURCES
 from .orchestration.validation import validated_inputs
+from .periods import add_months, fmt
+
+
+def dg_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
 
 settle_month = dg.define_asset_job(
     "settle_month",
@@ -25,16 +36,31 @@ settle_month = dg.define_asset_job(
     description="Validate the inputs, then settle the month (or range) in one transaction.",
 )
 
-month_end = dg.build_schedule_from_partitioned_job(
-    settle_month,
+
+
+@dg.schedule(
+    cron_schedule="0 6 2 * *",
+    job=settle_month,
     name="month_end_settlement",
-    description="Settles the previous month on the 2nd at 06:00.",
-    hour_of_day=6,
-    day_of_month=2,
+    description="Settles the previous month on the 2nd at 06:00, if volumes/ has it.",
 )
+def month_end(context: dg.ScheduleEvaluationContext, settle: SettleFiles):
+    """The previous month's run, or a SkipReason when it has no data (yet) or the loaded
+    partitions do not reach it (new data: reload the code location)."""
+    tick = context.scheduled_execution_time or dg_now()
+    month = add_months(dt.date(tick.year, tick.month, 1), -1)
+    key = fmt(month)
+    if month not in volume_months(settle.data):
+        return dg.SkipReason(f"{key}: no volumes in {settle.data / 'volumes'}; nothing to settle")
+    if not MONTHS.has_partition_key(key):
+        return dg.SkipReason(
+            f"{key}: volumes arrived after the definitions loaded (partitions end at "
+            f"{MONTHS.get_last_partition_key()}); reload the code location"
+        )
+    return dg.RunRequest(partition_key=key, run_key=f"month_end:{key}")
 
 defs = dg.Definitions(
-    assets=[validated_inputs, settle],
+    assets=[*SOURCES, validated_inputs, settle],
     jobs=[settle_month],
     schedules=[month_end],
     resources={"settle": SettleFiles.from_env()},

@@ -15,6 +15,7 @@ import dagster as dg
 import duckdb
 
 from .. import checks, engine
+from ..periods import fmt
 from .display import money, table
 
 Con = duckdb.DuckDBPyConnection
@@ -266,7 +267,7 @@ CHECKS: dict[str, tuple[str, str, str, dg.AssetCheckSeverity]] = {
 }
 
 
-def check_result(con: Con, asset: str, run_id: int) -> dg.AssetCheckResult:
+def check_result(con: Con, asset: str, run_id: int, months: str = "") -> dg.AssetCheckResult:
     name, _, sql, severity = CHECKS[asset]
     headers, failing = rows(con, sql, run_id)
     return dg.AssetCheckResult(
@@ -276,7 +277,37 @@ def check_result(con: Con, asset: str, run_id: int) -> dg.AssetCheckResult:
         severity=severity,
         metadata={
             "settle run_id": dg.MetadataValue.text(str(run_id)),
+            "months": months,
             "failing rows": len(failing),
             "rows": table(headers, failing, limit=40),
         },
     )
+
+
+def month_evaluations(
+    con: Con, asset: str, run_id: int, months: list[str]
+) -> list[dg.AssetCheckEvaluation]:
+    """The check once per month of a range run, each on its partition: a range is one step,
+    which Dagster gives one unpartitioned result per check, so the months are recorded here."""
+    name, _, sql, severity = CHECKS[asset]
+    headers, failing = rows(con, sql, run_id)
+    at = headers.index("month")
+    out = []
+    for month in months:
+        found = [r for r in failing if r[at] is not None and fmt(r[at]) == month]
+        out.append(
+            dg.AssetCheckEvaluation(
+                asset_key=dg.AssetKey(asset),
+                check_name=name,
+                passed=not found,
+                severity=severity,
+                partition=month,
+                metadata={
+                    "settle run_id": dg.MetadataValue.text(str(run_id)),
+                    "months": month,
+                    "failing rows": len(found),
+                    "rows": table(headers, found, limit=40),
+                },
+            )
+        )
+    return out

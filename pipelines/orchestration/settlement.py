@@ -40,7 +40,7 @@ class SettleRunConfig(dg.Config):
         for t in store.RESULT_TABLES
     ],
     check_specs=[
-        dg.AssetCheckSpec(check, asset=asset, description=text)
+        dg.AssetCheckSpec(check, asset=asset, description=text, partitions_def=MONTHS)
         for asset, (check, text, _, _) in readback.CHECKS.items()
     ],
     partitions_def=MONTHS,
@@ -87,9 +87,15 @@ def settle(context: dg.AssetExecutionContext, config: SettleRunConfig, settle: S
                     context.log_event(
                         dg.AssetMaterialization(t.name, partition=key, metadata=found)
                     )
+        keys = context.partition_keys
         for asset, (name, *_) in readback.CHECKS.items():
-            if dg.AssetCheckKey(dg.AssetKey(asset), name) in checked:
-                yield readback.check_result(con, asset, result.run_id)
+            if dg.AssetCheckKey(dg.AssetKey(asset), name) not in checked:
+                continue
+            if len(keys) == 1:
+                yield readback.check_result(con, asset, result.run_id, months)
+            else:
+                for evaluation in readback.month_evaluations(con, asset, result.run_id, keys):
+                    context.log_event(evaluation)
 
 
 def _date(config: SettleRunConfig) -> dt.date | None:

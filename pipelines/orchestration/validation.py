@@ -15,6 +15,7 @@ from ..periods import fmt
 from .display import table
 from .partitions import MONTHS, ONE_RUN, months_of
 from .resources import SettleFiles
+from .sources import SOURCES, observations
 
 # engine validation stage -> (check name, what it checks)
 CHECKS: dict[str, tuple[str, str]] = {
@@ -45,8 +46,11 @@ CHECKS: dict[str, tuple[str, str]] = {
     backfill_policy=ONE_RUN,
     group_name="settlement",
     kinds={"pandera", "polars"},
+    deps=[s.key for s in SOURCES],
     check_specs=[
-        dg.AssetCheckSpec(name, asset="validated_inputs", description=text, blocking=True)
+        dg.AssetCheckSpec(
+            name, asset="validated_inputs", description=text, blocking=True, partitions_def=MONTHS
+        )
         for name, text in CHECKS.values()
     ],
 )
@@ -57,6 +61,8 @@ def validated_inputs(
     them. Writes nothing to the settlement database. A failed check stops the settlement of the
     month (or range): nothing downstream runs, nothing is written."""
     first, last = months_of(context)
+    for observed in observations(settle.contracts, settle.data, {s.key for s in SOURCES}):
+        context.log_event(observed)
     report = engine.validation_report(settle.contracts, settle.data)
     results = []
     for stage in engine.VALIDATION_STAGES:
@@ -81,6 +87,23 @@ def validated_inputs(
             )
         else:
             results.append(dg.AssetCheckResult(check_name=name, passed=True))
+    keys = context.partition_keys
+    if len(keys) > 1:
+        # a range is one step with one (unpartitioned, blocking) result per check; the same
+        # outcome is recorded on each month so a partition's page shows its checks
+        for result in results:
+            for key in keys:
+                context.log_event(
+                    dg.AssetCheckEvaluation(
+                        asset_key=dg.AssetKey("validated_inputs"),
+                        check_name=result.check_name,
+                        passed=result.passed,
+                        severity=result.severity,
+                        description=result.description,
+                        partition=key,
+                        metadata={"months": f"{fmt(first)}..{fmt(last)}"},
+                    )
+                )
     return dg.MaterializeResult(metadata=_summary(report, first, last), check_results=results)
 
 
