@@ -104,7 +104,13 @@ def validate(contracts: Path, data: Path, db: Path) -> None:
     help="Rebuild with only the terms agreed on or before this date (YYYY-MM-DD).",
 )
 @click.option("--dry-run", is_flag=True, help="Compute and print, write nothing.")
-def run(contracts, data, db, period, to, contract_ids, as_known_at, dry_run) -> None:
+@click.option(
+    "--dagster-home",
+    default=None,
+    help="Record the run as materialisations in this Dagster instance (default: DAGSTER_HOME, "
+    "if set).",
+)
+def run(contracts, data, db, period, to, contract_ids, as_known_at, dry_run, dagster_home) -> None:
     """Settle one month or a range as one run."""
     import datetime as dt
 
@@ -119,6 +125,12 @@ def run(contracts, data, db, period, to, contract_ids, as_known_at, dry_run) -> 
     request = engine.RunRequest(first, last, set(contract_ids) or None, known_at, dry_run)
     result = engine.settle(contracts, data, db, request, _progress)
     _print_result(result, db, dry_run)
+    if not dry_run and result.run_id is not None:
+        from .orchestration.record import record_cli_run
+
+        line = record_cli_run(db, result.run_id, dagster_home)
+        if line:
+            click.echo(line, err=line.startswith("warning"))
 
 
 def _print_result(result: engine.RunResult, db: Path, dry_run: bool) -> None:

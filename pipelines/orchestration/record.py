@@ -1,0 +1,55 @@
+"""A `settle run` from the command line, recorded in a Dagster instance when one is configured
+(`--dagster-home` or DAGSTER_HOME): one materialisation per asset and month the run stored, with
+the settle run id, so the UI shows those partitions as materialised. Optional and best effort: a
+missing or unusable instance is reported as a warning and the run stands."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+
+from .. import store
+from ..periods import fmt
+
+HOME_ENV = "DAGSTER_HOME"
+
+
+def record_cli_run(db: Path, run_id: int, dagster_home: str | None = None) -> str | None:
+    """The line to print: what was recorded where, a warning, or None when no instance is set."""
+    home = dagster_home or os.environ.get(HOME_ENV)
+    if not home:
+        return None
+    try:
+        import dagster as dg
+
+        with duckdb.connect(str(db), read_only=True) as con:
+            months = [
+                fmt(r[0])
+                for r in con.execute(
+                    "SELECT DISTINCT period FROM run_periods WHERE run_id = ? ORDER BY 1", [run_id]
+                ).fetchall()
+            ]
+        keys = ["validated_inputs", *(t.name for t in store.RESULT_TABLES)]
+        metadata = {
+            "settle run_id": dg.MetadataValue.text(str(run_id)),
+            "recorded by": "settle run (command line)",
+            "db": str(db),
+        }
+        with dg.DagsterInstance.from_config(str(Path(home).resolve())) as instance:
+            for key in keys:
+                for month in months:
+                    instance.report_runless_asset_event(
+                        dg.AssetMaterialization(
+                            key,
+                            partition=month,
+                            metadata={**metadata, "months": month},
+                            tags={"settle/run_id": str(run_id)},
+                        )
+                    )
+    except Exception as exc:  # noqa: BLE001 - the settlement is committed; Dagster is optional
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"warning: run {run_id} not recorded in the Dagster instance at {home}: {first}"
+    span = f"{months[0]}..{months[-1]}" if len(months) > 1 else (months[0] if months else "-")
+    return f"Recorded in Dagster ({home}): {len(keys)} assets x {len(months)} month(s), {span}"
