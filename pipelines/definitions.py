@@ -1,15 +1,16 @@
 """The Dagster code location `pipelines.definitions:defs`: the settlement over the CLI's engine.
 
-    validated_inputs ──(blocking checks)──> settle: index_factors, charge_bands, charge_lines,
-                                            kpi_results, service_credits, gain_share,
-                                            adjustments, invoice_lines, invoice_reconciliation
+    inputs/<folder>, contracts/<file> (external) ──> validated_inputs ──(blocking checks)──>
+    settle: index_factors -> charge_bands -> charge_lines -> service_credits, gain_share_months
+            -> gain_share -> adjustments -> invoice_lines -> invoice_reconciliation
+            (edges from store.ResultTable.upstream)
 
-Monthly partitions from SETTLE_PARTITIONS_START (default 2024-01); a range backfill is one run
-and one engine call. The schedule settles the previous month on the 2nd at 06:00. Files come from
-SETTLE_CONTRACTS, SETTLE_DATA and SETTLE_DB with the CLI's defaults. Steps run in one process, so
-they never contend for the DuckDB file; another process holding it fails the run with the
-engine's message after SETTLE_LOCK_WAIT_S.
-"""
+Monthly partitions from SETTLE_PARTITIONS_START (default 2024-01) to the last month with volumes;
+a range backfill is one run and one engine call. The schedule settles the previous month on the
+2nd at 06:00, or skips when the month has no data. Files come from SETTLE_CONTRACTS, SETTLE_DATA
+and SETTLE_DB with the CLI's defaults. Steps run in one process, so they never contend for the
+DuckDB file; another process holding it fails the run with the engine's message after
+SETTLE_LOCK_WAIT_S."""
 
 from __future__ import annotations
 

@@ -20,15 +20,22 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from pipelines import cli, store
+from pipelines import cli, inputs, store
 from pipelines.definitions import defs, settle, validated_inputs
 from pipelines.errors import SettleError
-from pipelines.orchestration import readback
+from pipelines.orchestration import readback, sources
 from pipelines.orchestration.partitions import monthly_partitions
 from pipelines.orchestration.resources import SettleFiles
 
 REPO = Path(__file__).resolve().parent.parent
 TABLE_ASSETS = [t.name for t in store.RESULT_TABLES]
+# External assets: every input folder the engine reads, and the samples' contract files.
+EXTERNAL = {
+    *(f"inputs/{folder}" for folder in [*inputs.COLUMNS, "interactions"]),
+    "contracts/acme_contoso_01",
+    "contracts/fabrikam_telco_01",
+    "contracts/northwind_backoffice_01",
+}
 # What `settle run` leaves in the database, compared without run ids and clock times.
 COMPARED = {
     **{f"current_{t}": "run_id" for t in TABLE_ASSETS},
@@ -152,6 +159,7 @@ def test_code_location_loads_and_validates():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
+        *EXTERNAL,
         "validated_inputs",
         *TABLE_ASSETS,
     }
@@ -170,19 +178,43 @@ def test_code_location_loads_and_validates():
     for asset in (validated_inputs, settle):
         assert asset.backfill_policy == dg.BackfillPolicy.single_run()
         assert asset.partitions_def.get_first_partition_key() == "2024-01"
+        # the samples' volumes run 2024-01..2025-12 (README, the sample story): no later month
+        assert asset.partitions_def.get_last_partition_key() == "2025-12"
     assert defs.executor is dg.in_process_executor
     assert defs.resolve_job_def("settle_month").executor_def is dg.in_process_executor
 
 
-def test_the_schedule_settles_the_previous_month():
+def test_the_schedule_settles_the_previous_month_with_data(samples, tmp_path):
+    contracts, data = samples
     schedule = defs.resolve_schedule_def("month_end_settlement")
     assert schedule.cron_schedule == "0 6 2 * *"
+    resources = {"settle": files(contracts, data, tmp_path / "never_written.duckdb")}
+
+    def tick(when: dt.datetime):
+        context = dg.build_schedule_context(
+            scheduled_execution_time=when, resources=resources, repository_def=defs.get_repository_def()
+        )
+        return schedule.evaluate_tick(context)
+
     # the tick of 2 August 2025 at 06:00 settles July, the last complete month
-    tick = dg.build_schedule_context(
-        scheduled_execution_time=dt.datetime(2025, 8, 2, 6, 0, tzinfo=dt.UTC)
-    )
-    (request,) = schedule.evaluate_tick(tick).run_requests
+    (request,) = tick(dt.datetime(2025, 8, 2, 6, 0, tzinfo=dt.UTC)).run_requests
     assert request.partition_key == "2025-07"
+    # 2 February 2026: January has no volumes in the samples (they end 2025-12): skipped
+    skipped = tick(dt.datetime(2026, 2, 2, 6, 0, tzinfo=dt.UTC))
+    assert not skipped.run_requests
+    assert skipped.skip_message.startswith("2026-01: no volumes in ")
+    # January's volumes land after the definitions loaded (partitions end 2025-12): skipped too
+    shutil.copy(data / "volumes" / "volumes.parquet", data / "volumes" / "january.parquet")
+    with duckdb.connect() as con:
+        con.execute(
+            f"COPY (SELECT * REPLACE (DATE '2026-01-01' AS period) FROM "
+            f"'{data / 'volumes' / 'volumes.parquet'}' WHERE period = DATE '2025-12-01') "
+            f"TO '{data / 'volumes' / 'january.parquet'}' (FORMAT parquet)"
+        )
+    stale = tick(dt.datetime(2026, 2, 2, 6, 0, tzinfo=dt.UTC))
+    assert not stale.run_requests
+    assert "reload the code location" in stale.skip_message
+    assert monthly_partitions(data).get_last_partition_key() == "2026-01"
 
 
 def test_files_and_partitions_come_from_the_cli_environment(monkeypatch):
@@ -203,6 +235,92 @@ def test_files_and_partitions_come_from_the_cli_environment(monkeypatch):
     monkeypatch.setenv("SETTLE_PARTITIONS_START", "2025-3")
     with pytest.raises(SettleError, match="SETTLE_PARTITIONS_START: '2025-3' is not a month"):
         monthly_partitions()
+
+
+def parents(asset: str) -> set[str]:
+    graph = defs.resolve_asset_graph()
+    return {k.to_user_string() for k in graph.get(dg.AssetKey.from_user_string(asset)).parent_keys}
+
+
+def test_lineage_follows_the_sql():
+    # read off sql/03..11: which calc_ tables each stored table's SQL selects from
+    assert parents("index_factors") == {"validated_inputs"}  # index_values/
+    assert parents("charge_bands") == {"validated_inputs", "index_factors"}  # volumes/
+    assert parents("charge_lines") == {"charge_bands", "index_factors"}
+    assert parents("kpi_results") == {"validated_inputs"}  # kpis/, interactions/, exclusions/
+    assert parents("service_credits") == {"charge_lines", "kpi_results"}
+    assert parents("gain_share_months") == {"charge_lines", "index_factors"}
+    assert parents("gain_share") == {"gain_share_months", "kpi_results"}
+    assert parents("adjustments") == {"charge_lines", "service_credits", "gain_share"}
+    assert parents("invoice_lines") == {
+        "charge_lines",
+        "service_credits",
+        "gain_share",
+        "adjustments",
+    }
+    assert parents("invoice_reconciliation") == {"invoice_lines", "validated_inputs"}
+    # no longer a star: only the tables reading an input folder hang off validated_inputs
+    graph = defs.resolve_asset_graph()
+    children = {k.to_user_string() for k in graph.get(dg.AssetKey("validated_inputs")).child_keys}
+    assert children == {"index_factors", "charge_bands", "kpi_results", "invoice_reconciliation"}
+
+
+def test_inputs_and_contract_files_are_external_assets_upstream_of_validation():
+    graph = defs.resolve_asset_graph()
+    assert parents("validated_inputs") == EXTERNAL
+    for key in EXTERNAL:
+        node = graph.get(dg.AssetKey.from_user_string(key))
+        assert not node.is_executable
+        assert node.group_name == "inputs"
+    assert {
+        "inputs/volumes",
+        "inputs/kpis",
+        "inputs/exclusions",
+        "inputs/index_values",
+        "inputs/vendor_invoices",
+        "inputs/interactions",
+    } <= EXTERNAL
+
+
+def test_validation_observes_each_input_with_a_data_version_of_its_files(samples, tmp_path):
+    contracts, data = samples
+    resource = files(contracts, data, tmp_path / "settle.duckdb")
+    first = dg.materialize([validated_inputs], resources={"settle": resource}, partition_key="2024-01")
+
+    def versions(result) -> dict[str, str]:
+        return {
+            e.asset_key.to_user_string(): e.event_specific_data.asset_observation.tags[
+                "dagster/data_version"
+            ]
+            for e in result.all_events
+            if e.event_type_value == "ASSET_OBSERVATION"
+        }
+
+    before = versions(first)
+    assert set(before) == EXTERNAL
+    # a byte changed in one KPI file changes that folder's version only
+    (data / "kpis" / "extra.parquet").write_bytes((data / "kpis" / "kpis.parquet").read_bytes())
+    (contracts / "acme_contoso_01.yaml").write_text(
+        (contracts / "acme_contoso_01.yaml").read_text() + "\n# reviewed\n"
+    )
+    assert sources.data_version(sorted((data / "kpis").rglob("*.parquet")), data) != before[
+        "inputs/kpis"
+    ]
+    after = {
+        o.asset_key.to_user_string(): o.tags["dagster/data_version"]
+        for o in sources.observations(contracts, data, {s.key for s in sources.SOURCES})
+    }
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == {"inputs/kpis", "contracts/acme_contoso_01"}
+
+
+def test_partitions_end_at_the_last_month_with_volumes(ws):
+    ws.contract(ONE_LINE)
+    ws.volumes([("C1", "voice", "2024-01", "100"), ("C1", "voice", "2024-03", "100")])
+    months = monthly_partitions(ws.data_dir)
+    assert months.get_first_partition_key() == "2024-01"
+    assert months.get_last_partition_key() == "2024-03"
+    assert months.get_partition_keys() == ["2024-01", "2024-02", "2024-03"]
 
 
 BACKFILL = """

@@ -4,11 +4,15 @@ A month and a range are the same thing to the engine: a range backfill is one Da
 (BackfillPolicy.single_run) and one transaction, exactly `settle run --period A --to B`. The
 work is one step, so nothing else in the run contends for the DuckDB file.
 
-Every table depends on `validated_inputs` only, not on each other: in Dagster 1.13.27 a
-non-subsettable multi-asset whose assets depend on one another cannot be backfilled from the UI
-("Targeted subset must match between every key in a non-subsettable multi-asset": the check
-compares partition subsets with `!=`, which counts a lazily computed partition count). The
-descriptions say what each is computed from.
+Each table depends on the tables its SQL reads (store.ResultTable.upstream, via lineage.py).
+The multi-asset is subsettable for that reason: in Dagster 1.13.27 a *non*-subsettable
+multi-asset whose assets depend on one another cannot be backfilled from the UI ("Targeted
+subset must match between every key in a non-subsettable multi-asset": the check compares
+partition subsets with `!=`, and one side carries a lazily computed partition count). A
+subsettable one is not checked that way, and the backfill daemon still puts every selected
+table in one run, since they share the partitions and the single-run policy (pinned by
+tests/test_dagster.py). Whatever subset a run selects, the engine settles every table in one
+transaction; the tables that were not selected are still recorded as materialised.
 """
 
 import datetime as dt
