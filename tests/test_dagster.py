@@ -29,6 +29,15 @@ from pipelines.orchestration.resources import SettleFiles
 
 REPO = Path(__file__).resolve().parent.parent
 TABLE_ASSETS = [t.name for t in store.RESULT_TABLES]
+ALL_CHECKS = {
+    "contract_configs",
+    "input_schemas",
+    "input_references",
+    "invoice_adds_up",
+    "credits_within_cap",
+    "no_critical_breach",
+    "provider_invoice_matches",
+}
 # External assets: every input folder the engine reads, and the samples' contract files.
 EXTERNAL = {
     *(f"inputs/{folder}" for folder in [*inputs.COLUMNS, "interactions"]),
@@ -163,15 +172,7 @@ def test_code_location_loads_and_validates():
         "validated_inputs",
         *TABLE_ASSETS,
     }
-    assert {k.name for k in graph.asset_check_keys} == {
-        "contract_configs",
-        "input_schemas",
-        "input_references",
-        "invoice_adds_up",
-        "credits_within_cap",
-        "no_critical_breach",
-        "provider_invoice_matches",
-    }
+    assert {k.name for k in graph.asset_check_keys} == ALL_CHECKS
     # the input checks stop the settlement; the output checks only report
     blocking = {s.name for s in validated_inputs.check_specs if s.blocking}
     assert blocking == {"contract_configs", "input_schemas", "input_references"}
@@ -380,6 +381,10 @@ def test_a_month_then_a_range_store_what_settle_run_stores(samples, tmp_path):
     assert stored == contents(via_cli)
     assert stored["current_invoice_lines"] and stored["current_kpi_results"]
     assert materialized(month) == {a: {"2024-01"} for a in ["validated_inputs", *TABLE_ASSETS]}
+    # every check result is on the month's partition
+    assert {(e.check_name, e.partition) for e in month.get_asset_check_evaluations()} == {
+        (c, "2024-01") for c in ALL_CHECKS
+    }
 
     three = materialize(resource, "2024-02", "2024-04")
     assert three.success
@@ -393,6 +398,11 @@ def test_a_month_then_a_range_store_what_settle_run_stores(samples, tmp_path):
         ]
     months = {"2024-02", "2024-03", "2024-04"}
     assert materialized(three) == {a: months for a in ["validated_inputs", *TABLE_ASSETS]}
+    # a range records each check once per month of the range
+    on_months = [
+        (e.check_name, e.partition) for e in three.get_asset_check_evaluations() if e.partition
+    ]
+    assert sorted(on_months) == sorted((c, m) for c in ALL_CHECKS for m in months)
     assert all(
         c.passed for c in checks(three).values() if c.severity == dg.AssetCheckSeverity.ERROR
     )
@@ -417,6 +427,80 @@ def test_an_as_known_at_rebuild_matches_the_cli(samples, tmp_path):
         "2025-07-10",
     )
     assert contents(via_dagster) == contents(via_cli)
+
+
+def test_a_range_check_fails_only_on_the_month_with_failing_rows(ws):
+    ws.contract(ONE_LINE)
+    ws.volumes([("C1", "voice", "2024-01", "100"), ("C1", "voice", "2024-02", "100")])
+    # the provider bills January right (100 x 2.40 = 240.00) and nothing for February
+    ws.vendor_invoices([("C1", "2024-01", "INV-1", "usage:voice", None, None, None, "240.00")])
+    result = materialize(files(ws.contracts_dir, ws.data_dir, ws.db), "2024-01", "2024-02")
+    assert result.success
+    matches = {
+        e.partition: e.passed
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == "provider_invoice_matches"
+    }
+    assert matches == {"2024-01": True, "2024-02": False}
+
+
+def test_a_cli_run_is_recorded_in_the_configured_dagster_instance(samples, tmp_path, monkeypatch):
+    contracts, data = samples
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    db = tmp_path / "settle.duckdb"
+    result = CliRunner().invoke(
+        cli.main,
+        [
+            "run",
+            *("--contracts", str(contracts), "--data", str(data), "--db", str(db)),
+            *("--period", "2024-01", "--to", "2024-02", "--dagster-home", str(home)),
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert "Recorded in Dagster" in result.output
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for asset in ["validated_inputs", *TABLE_ASSETS]:
+            assert instance.get_materialized_partitions(dg.AssetKey(asset)) == {
+                "2024-01",
+                "2024-02",
+            }
+        event = instance.get_latest_materialization_event(dg.AssetKey("invoice_lines"))
+        assert event.asset_materialization.metadata["settle run_id"].value == "1"
+        assert event.asset_materialization.tags["settle/run_id"] == "1"
+
+    # an instance that is not there: a warning, and the run stands
+    missing = CliRunner().invoke(
+        cli.main,
+        [
+            "run",
+            *("--contracts", str(contracts), "--data", str(data), "--db", str(db)),
+            *("--period", "2024-03", "--dagster-home", str(tmp_path / "absent")),
+        ],
+        catch_exceptions=False,
+    )
+    assert missing.exit_code == 0, missing.output
+    assert "warning: run 2 not recorded in the Dagster instance" in missing.output
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT max(run_id) FROM settlement_runs").fetchone() == (2,)
+
+
+def test_a_subset_selection_settles_every_table_and_records_them(ws):
+    ws.contract(ONE_LINE)
+    ws.volumes([("C1", "voice", "2024-01", "100")])
+    result = dg.materialize(
+        [validated_inputs, settle],
+        selection=["validated_inputs", "invoice_lines"],
+        resources={"settle": files(ws.contracts_dir, ws.data_dir, ws.db)},
+        partition_key="2024-01",
+    )
+    assert result.success
+    # one engine call wrote every table; each is recorded, not only the selected one
+    assert materialized(result) == {a: {"2024-01"} for a in ["validated_inputs", *TABLE_ASSETS]}
+    assert ws.lines("2024-01", "C1") == {"usage:voice": Decimal("240.00")}
 
 
 # --------------------------------------------------------------------------- what the UI shows
