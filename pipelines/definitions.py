@@ -19,24 +19,17 @@ import datetime as dt
 import dagster as dg
 
 from .orchestration.partitions import MONTHS, volume_months
-
 from .orchestration.resources import SettleFiles
 from .orchestration.settlement import settle
 from .orchestration.sources import SOURCES
 from .orchestration.validation import validated_inputs
 from .periods import add_months, fmt
 
-
-def dg_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 settle_month = dg.define_asset_job(
     "settle_month",
     selection=dg.AssetSelection.assets(validated_inputs, settle),
     description="Validate the inputs, then settle the month (or range) in one transaction.",
 )
-
 
 
 @dg.schedule(
@@ -48,7 +41,7 @@ settle_month = dg.define_asset_job(
 def month_end(context: dg.ScheduleEvaluationContext, settle: SettleFiles):
     """The previous month's run, or a SkipReason when it has no data (yet) or the loaded
     partitions do not reach it (new data: reload the code location)."""
-    tick = context.scheduled_execution_time or dg_now()
+    tick = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
     month = add_months(dt.date(tick.year, tick.month, 1), -1)
     key = fmt(month)
     if month not in volume_months(settle.data):
@@ -59,6 +52,7 @@ def month_end(context: dg.ScheduleEvaluationContext, settle: SettleFiles):
             f"{MONTHS.get_last_partition_key()}); reload the code location"
         )
     return dg.RunRequest(partition_key=key, run_key=f"month_end:{key}")
+
 
 defs = dg.Definitions(
     assets=[*SOURCES, validated_inputs, settle],

@@ -193,7 +193,9 @@ def test_the_schedule_settles_the_previous_month_with_data(samples, tmp_path):
 
     def tick(when: dt.datetime):
         context = dg.build_schedule_context(
-            scheduled_execution_time=when, resources=resources, repository_def=defs.get_repository_def()
+            scheduled_execution_time=when,
+            resources=resources,
+            repository_def=defs.get_repository_def(),
         )
         return schedule.evaluate_tick(context)
 
@@ -286,7 +288,9 @@ def test_inputs_and_contract_files_are_external_assets_upstream_of_validation():
 def test_validation_observes_each_input_with_a_data_version_of_its_files(samples, tmp_path):
     contracts, data = samples
     resource = files(contracts, data, tmp_path / "settle.duckdb")
-    first = dg.materialize([validated_inputs], resources={"settle": resource}, partition_key="2024-01")
+    first = dg.materialize(
+        [validated_inputs], resources={"settle": resource}, partition_key="2024-01"
+    )
 
     def versions(result) -> dict[str, str]:
         return {
@@ -304,9 +308,10 @@ def test_validation_observes_each_input_with_a_data_version_of_its_files(samples
     (contracts / "acme_contoso_01.yaml").write_text(
         (contracts / "acme_contoso_01.yaml").read_text() + "\n# reviewed\n"
     )
-    assert sources.data_version(sorted((data / "kpis").rglob("*.parquet")), data) != before[
-        "inputs/kpis"
-    ]
+    assert (
+        sources.data_version(sorted((data / "kpis").rglob("*.parquet")), data)
+        != before["inputs/kpis"]
+    )
     after = {
         o.asset_key.to_user_string(): o.tags["dagster/data_version"]
         for o in sources.observations(contracts, data, {s.key for s in sources.SOURCES})
