@@ -449,6 +449,11 @@ def test_a_range_check_fails_only_on_the_month_with_failing_rows(ws):
     assert matches == {"2024-01": True, "2024-02": False}
 
 
+def readback_asset(check: str) -> str:
+    (asset,) = [a for a, (name, *_) in readback.CHECKS.items() if name == check]
+    return asset
+
+
 def test_a_cli_run_is_recorded_in_the_configured_dagster_instance(samples, tmp_path, monkeypatch):
     contracts, data = samples
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
@@ -476,6 +481,16 @@ def test_a_cli_run_is_recorded_in_the_configured_dagster_instance(samples, tmp_p
         event = instance.get_latest_materialization_event(dg.AssetKey("invoice_lines"))
         assert event.asset_materialization.metadata["settle run_id"].value == "1"
         assert event.asset_materialization.tags["settle/run_id"] == "1"
+        # each check on each month: the invariant held, or the run would not have committed
+        for check in ["invoice_adds_up", "credits_within_cap", "input_schemas"]:
+            asset = "validated_inputs" if check == "input_schemas" else None
+            key = dg.AssetCheckKey(dg.AssetKey(asset or readback_asset(check)), check)
+            found = instance.event_log_storage.get_asset_check_execution_history(key, limit=10)
+            assert {r.event.asset_check_evaluation.partition for r in found} == {
+                "2024-01",
+                "2024-02",
+            }
+            assert all(r.event.asset_check_evaluation.passed for r in found)
 
     # an instance that is not there: a warning, and the run stands
     missing = CliRunner().invoke(

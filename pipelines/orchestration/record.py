@@ -1,6 +1,8 @@
 """A `settle run` from the command line, recorded in a Dagster instance when one is configured
 (`--dagster-home` or DAGSTER_HOME): one materialisation per asset and month the run stored, with
-the settle run id, so the UI shows those partitions as materialised. Optional and best effort: a
+the settle run id, and each asset check per month (the output checks' queries over the stored
+run; the input checks passed, or the run would have stopped), so the UI shows those partitions as
+materialised and checked. Optional and best effort: a
 missing or unusable instance is reported as a warning and the run stands."""
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ def record_cli_run(db: Path, run_id: int, dagster_home: str | None = None) -> st
     try:
         import dagster as dg
 
+        from . import readback, validation
+
         with duckdb.connect(str(db), read_only=True) as con:
             months = [
                 fmt(r[0])
@@ -31,6 +35,23 @@ def record_cli_run(db: Path, run_id: int, dagster_home: str | None = None) -> st
                     "SELECT DISTINCT period FROM run_periods WHERE run_id = ? ORDER BY 1", [run_id]
                 ).fetchall()
             ]
+            evaluations = [
+                e
+                for asset in readback.CHECKS
+                for e in readback.month_evaluations(con, asset, run_id, months)
+            ]
+        # the run got this far only because every input check passed
+        evaluations += [
+            dg.AssetCheckEvaluation(
+                asset_key=dg.AssetKey("validated_inputs"),
+                check_name=name,
+                passed=True,
+                partition=month,
+                metadata={"settle run_id": dg.MetadataValue.text(str(run_id))},
+            )
+            for name, _ in validation.CHECKS.values()
+            for month in months
+        ]
         keys = ["validated_inputs", *(t.name for t in store.RESULT_TABLES)]
         metadata = {
             "settle run_id": dg.MetadataValue.text(str(run_id)),
@@ -48,6 +69,8 @@ def record_cli_run(db: Path, run_id: int, dagster_home: str | None = None) -> st
                             tags={"settle/run_id": str(run_id)},
                         )
                     )
+            for evaluation in evaluations:
+                instance.report_runless_asset_event(evaluation)
     except Exception as exc:  # noqa: BLE001 - the settlement is committed; Dagster is optional
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return f"warning: run {run_id} not recorded in the Dagster instance at {home}: {first}"
