@@ -491,6 +491,10 @@ def test_a_cli_run_is_recorded_in_the_configured_dagster_instance(samples, tmp_p
                 "2024-02",
             }
             assert all(r.event.asset_check_evaluation.passed for r in found)
+            # and each is the partition's current result (it points at the month's
+            # materialisation), which is what the UI's partition view counts
+            infos = instance.event_log_storage.get_asset_check_partition_info([key])
+            assert {i.partition_key for i in infos if i.is_current} == {"2024-01", "2024-02"}
 
     # an instance that is not there: a warning, and the run stands
     missing = CliRunner().invoke(

@@ -28,37 +28,22 @@ def record_cli_run(db: Path, run_id: int, dagster_home: str | None = None) -> st
 
         from . import readback, validation
 
-        with duckdb.connect(str(db), read_only=True) as con:
-            months = [
-                fmt(r[0])
-                for r in con.execute(
-                    "SELECT DISTINCT period FROM run_periods WHERE run_id = ? ORDER BY 1", [run_id]
-                ).fetchall()
-            ]
-            evaluations = [
-                e
-                for asset in readback.CHECKS
-                for e in readback.month_evaluations(con, asset, run_id, months)
-            ]
-        # the run got this far only because every input check passed
-        evaluations += [
-            dg.AssetCheckEvaluation(
-                asset_key=dg.AssetKey("validated_inputs"),
-                check_name=name,
-                passed=True,
-                partition=month,
-                metadata={"settle run_id": dg.MetadataValue.text(str(run_id))},
-            )
-            for name, _ in validation.CHECKS.values()
-            for month in months
-        ]
         keys = ["validated_inputs", *(t.name for t in store.RESULT_TABLES)]
         metadata = {
             "settle run_id": dg.MetadataValue.text(str(run_id)),
             "recorded by": "settle run (command line)",
             "db": str(db),
         }
-        with dg.DagsterInstance.from_config(str(Path(home).resolve())) as instance:
+        with (
+            duckdb.connect(str(db), read_only=True) as con,
+            dg.DagsterInstance.from_config(str(Path(home).resolve())) as instance,
+        ):
+            months = [
+                fmt(r[0])
+                for r in con.execute(
+                    "SELECT DISTINCT period FROM run_periods WHERE run_id = ? ORDER BY 1", [run_id]
+                ).fetchall()
+            ]
             for key in keys:
                 for month in months:
                     instance.report_runless_asset_event(
@@ -69,6 +54,27 @@ def record_cli_run(db: Path, run_id: int, dagster_home: str | None = None) -> st
                             tags={"settle/run_id": str(run_id)},
                         )
                     )
+            # after the materialisations: each result points at the one it checked
+            evaluations = [
+                e
+                for asset in readback.CHECKS
+                for e in readback.month_evaluations(con, asset, run_id, months, instance)
+            ]
+            # the run got this far only because every input check passed
+            evaluations += [
+                dg.AssetCheckEvaluation(
+                    asset_key=dg.AssetKey("validated_inputs"),
+                    check_name=name,
+                    passed=True,
+                    partition=month,
+                    target_materialization_data=readback.latest_materialization(
+                        instance, "validated_inputs", month
+                    ),
+                    metadata={"settle run_id": dg.MetadataValue.text(str(run_id))},
+                )
+                for name, _ in validation.CHECKS.values()
+                for month in months
+            ]
             for evaluation in evaluations:
                 instance.report_runless_asset_event(evaluation)
     except Exception as exc:  # noqa: BLE001 - the settlement is committed; Dagster is optional

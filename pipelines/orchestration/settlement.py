@@ -98,7 +98,9 @@ def settle(context: dg.AssetExecutionContext, config: SettleRunConfig, settle: S
             if len(keys) == 1:
                 yield readback.check_result(con, asset, result.run_id, months)
             else:
-                for evaluation in readback.month_evaluations(con, asset, result.run_id, keys):
+                for evaluation in readback.month_evaluations(
+                    con, asset, result.run_id, keys, context.instance
+                ):
                     context.log_event(evaluation)
 
 

@@ -6,6 +6,7 @@ so a bad row in any month stops every settlement until it is fixed, as it does f
 """
 
 import datetime as dt
+from collections.abc import Iterator
 
 import dagster as dg
 import polars as pl
@@ -14,6 +15,7 @@ from .. import engine
 from ..periods import fmt
 from .display import table
 from .partitions import MONTHS, ONE_RUN, months_of
+from .readback import latest_materialization
 from .resources import SettleFiles
 from .sources import SOURCES, observations
 
@@ -56,7 +58,7 @@ CHECKS: dict[str, tuple[str, str]] = {
 )
 def validated_inputs(
     context: dg.AssetExecutionContext, settle: SettleFiles
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult]:
     """The contracts and inputs a settlement reads, checked exactly as `settle validate` checks
     them. Writes nothing to the settlement database. A failed check stops the settlement of the
     month (or range): nothing downstream runs, nothing is written."""
@@ -87,10 +89,12 @@ def validated_inputs(
             )
         else:
             results.append(dg.AssetCheckResult(check_name=name, passed=True))
+    yield dg.MaterializeResult(metadata=_summary(report, first, last), check_results=results)
     keys = context.partition_keys
     if len(keys) > 1:
         # a range is one step with one (unpartitioned, blocking) result per check; the same
-        # outcome is recorded on each month so a partition's page shows its checks
+        # outcome is recorded on each month, after the materialisation it checked, so a
+        # partition's page shows its checks
         for result in results:
             for key in keys:
                 context.log_event(
@@ -101,10 +105,12 @@ def validated_inputs(
                         severity=result.severity,
                         description=result.description,
                         partition=key,
+                        target_materialization_data=latest_materialization(
+                            context.instance, "validated_inputs", key
+                        ),
                         metadata={"months": f"{fmt(first)}..{fmt(last)}"},
                     )
                 )
-    return dg.MaterializeResult(metadata=_summary(report, first, last), check_results=results)
 
 
 def _summary(report: engine.Validation, first: dt.date, last: dt.date) -> dict:
