@@ -511,6 +511,25 @@ def test_a_cli_run_is_recorded_in_the_configured_dagster_instance(samples, tmp_p
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT max(run_id) FROM settlement_runs").fetchone() == (2,)
 
+    # the same month settled again and recorded again: its checks point at the new materialisation
+    again = CliRunner().invoke(
+        cli.main,
+        [
+            "run",
+            *("--contracts", str(contracts), "--data", str(data), "--db", str(db)),
+            *("--period", "2024-01", "--dagster-home", str(home)),
+        ],
+        catch_exceptions=False,
+    )
+    assert again.exit_code == 0, again.output
+    assert "Recorded in Dagster" in again.output
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        key = dg.AssetCheckKey(dg.AssetKey("invoice_lines"), "invoice_adds_up")
+        infos = instance.event_log_storage.get_asset_check_partition_info([key])
+        assert {i.partition_key for i in infos if i.is_current} == {"2024-01", "2024-02"}
+        event = instance.get_latest_materialization_event(dg.AssetKey("invoice_lines"))
+        assert event.asset_materialization.metadata["settle run_id"].value == "3"
+
 
 def test_a_subset_selection_settles_every_table_and_records_them(ws):
     ws.contract(ONE_LINE)

@@ -8,6 +8,7 @@ missing or unusable instance is reported as a warning and the run stands."""
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -75,10 +76,28 @@ def record_cli_run(db: Path, run_id: int, dagster_home: str | None = None) -> st
                 for name, _ in validation.CHECKS.values()
                 for month in months
             ]
+            record_id = f"settle-run-{run_id}-{uuid.uuid4().hex[:8]}"
             for evaluation in evaluations:
-                instance.report_runless_asset_event(evaluation)
+                _report_check(instance, evaluation, record_id)
     except Exception as exc:  # noqa: BLE001 - the settlement is committed; Dagster is optional
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return f"warning: run {run_id} not recorded in the Dagster instance at {home}: {first}"
     span = f"{months[0]}..{months[-1]}" if len(months) > 1 else (months[0] if months else "-")
     return f"Recorded in Dagster ({home}): {len(keys)} assets x {len(months)} month(s), {span}"
+
+
+def _report_check(instance, evaluation, run_id: str) -> None:
+    """A check result outside a Dagster run. `report_runless_asset_event` files every such result
+    under the one run id "", and the instance keeps one result per (check, run id, partition), so
+    a second CLI run over a month would be refused; each CLI record gets its own id instead."""
+    from dagster._core.events import DagsterEvent, DagsterEventType
+    from dagster._core.instance.utils import RUNLESS_JOB_NAME
+
+    instance.report_dagster_event(
+        DagsterEvent(
+            event_type_value=DagsterEventType.ASSET_CHECK_EVALUATION.value,
+            event_specific_data=evaluation,
+            job_name=RUNLESS_JOB_NAME,
+        ),
+        run_id=run_id,
+    )
