@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 DB ?= settlement.duckdb
 DEMO_MONTH ?= 2025-12
 
-.PHONY: setup demo test lint format bench bench-10k dagster samples clean
+.PHONY: setup demo test lint format bench bench-10k dagster dagster-home samples clean
 
 $(BIN)/settle: pyproject.toml uv.lock
 	$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
@@ -22,12 +22,12 @@ setup: $(BIN)/settle
 # 2025-07-10 and closed; then 2025-07..2025-12 settled now, after the gain-share baseline was
 # rebased (agreed 2025-08-20, effective 2025-04): the closed Q2 2025 is restated and the
 # difference billed on 2025-07 as an adjustment line.
-demo: setup
+demo: setup dagster-home
 	rm -f $(DB) $(DB).wal
 	$(BIN)/settle validate
-	$(BIN)/settle run --period 2024-01 --to 2025-06 --as-known-at 2025-07-10 --db $(DB) > /dev/null
+	$(BIN)/settle run --period 2024-01 --to 2025-06 --as-known-at 2025-07-10 --db $(DB) --dagster-home $(DAGSTER_HOME_DIR) > /dev/null
 	$(BIN)/settle close --period 2024-01 --to 2025-06 --db $(DB) > /dev/null
-	$(BIN)/settle run --period 2025-07 --to $(DEMO_MONTH) --db $(DB)
+	$(BIN)/settle run --period 2025-07 --to $(DEMO_MONTH) --db $(DB) --dagster-home $(DAGSTER_HOME_DIR)
 	$(BIN)/settle report --period $(DEMO_MONTH) --format html --db $(DB)
 	$(BIN)/settle report --period $(DEMO_MONTH) --format xlsx --db $(DB)
 
@@ -53,10 +53,16 @@ bench: setup
 bench-10k: setup
 	$(BIN)/python bench/run.py --contracts 10000 --repeat 1 --parts i,cli,loop --no-close
 
-dagster: setup
-	mkdir -p .dagster_home
-	test -f .dagster_home/dagster.yaml || printf 'nux:\n  enabled: false\n' > .dagster_home/dagster.yaml
-	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -m pipelines.definitions
+# The Dagster instance `make demo` records its runs in and `make dagster` shows; telemetry off.
+DAGSTER_HOME_DIR ?= $(CURDIR)/.dagster_home
+
+dagster-home:
+	mkdir -p $(DAGSTER_HOME_DIR)
+	grep -q '^telemetry:' $(DAGSTER_HOME_DIR)/dagster.yaml 2>/dev/null || \
+		printf 'nux:\n  enabled: false\ntelemetry:\n  enabled: false\n' > $(DAGSTER_HOME_DIR)/dagster.yaml
+
+dagster: setup dagster-home
+	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(BIN)/dagster dev -m pipelines.definitions
 
 clean:
 	rm -rf $(VENV) $(DB) $(DB).wal .pytest_cache .ruff_cache

@@ -162,6 +162,12 @@ def validate(contracts: Path, data: Path, db: Path) -> None:
     help="Interaction counts counted ahead (pipelines/spark_submit.py, Dagster): read instead "
     "of the month's files while those are unchanged.",
 )
+@click.option(
+    "--dagster-home",
+    default=None,
+    help="Record the run as materialisations in this Dagster instance (default: DAGSTER_HOME, "
+    "if set).",
+)
 def run(
     contracts,
     data,
@@ -173,6 +179,7 @@ def run(
     dry_run,
     interactions_engine,
     counts_dir,
+    dagster_home,
 ) -> None:
     """Settle one month or a range as one run."""
     first = period_arg(period)
@@ -183,6 +190,12 @@ def run(
     )
     result = engine.settle(contracts, data, db, request, _progress)
     _print_result(result, db, dry_run)
+    if not dry_run and result.run_id is not None:
+        from .orchestration.record import record_cli_run
+
+        line = record_cli_run(db, result.run_id, dagster_home)
+        if line:
+            click.echo(line, err=line.startswith("warning"))
 
 
 def _print_result(result: engine.RunResult, db: Path, dry_run: bool) -> None:

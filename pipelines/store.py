@@ -47,6 +47,9 @@ class ResultTable:
     # False: Dagster shows the table through an asset of its own (interaction_counts is the
     # monthly asset that may count ahead, on Spark), not as an output of the settle multi-asset.
     settle_asset: bool = True
+    # What the table is computed from, as the SQL reads it: other result tables by name, input
+    # folders as "folder/". Drives the Dagster lineage (pipelines/orchestration/lineage.py).
+    upstream: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "the factor that prices and baselines are multiplied by. sql/03_indexation.sql, from "
         "the contract terms and index_values/.",
         all_months=True,
+        upstream=("index_values/",),
     ),
     ResultTable(
         "charge_bands",
@@ -79,6 +83,7 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "contract_id, period, service_line_id, band",
         "Units per pricing band and month, with the indexed rate and flat fee of each band. "
         "sql/04_pricing.sql, from volumes/ and index_factors.",
+        upstream=("volumes/", "index_factors"),
     ),
     ResultTable(
         "charge_lines",
@@ -88,6 +93,7 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "contract_id, period, sort_order, line_key",
         "Charges before credits: usage, fixed fee, minimum and surge lines per contract and "
         "month. sql/04_pricing.sql, from charge_bands and index_factors.",
+        upstream=("charge_bands", "index_factors"),
     ),
     ResultTable(
         "interaction_counts",
@@ -99,6 +105,7 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "Spark. sql/interactions.sql, from interactions/; a closed month's counts are its "
         "closing run's unless its files changed.",
         settle_asset=False,
+        upstream=("interactions/", "exclusions/"),
     ),
     ResultTable(
         "kpi_results",
@@ -109,6 +116,7 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "Each KPI per month: value (input or measured from interactions), target, met / failed / "
         "excused / no_data, consecutive failures, critical. sql/05_measures.sql and "
         "sql/06_kpi_results.sql, from kpis/, interactions/ and exclusions/.",
+        upstream=("kpis/", "exclusions/", "interaction_counts"),
     ),
     ResultTable(
         "service_credits",
@@ -118,6 +126,7 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "contract_id, period, kpi_id",
         "Credits for failed KPIs: at-risk amount, severity, repeat multiplier, monthly cap, "
         "earn-back. sql/07_credits.sql, from charge_lines and kpi_results.",
+        upstream=("charge_lines", "kpi_results"),
     ),
     ResultTable(
         "gain_share",
@@ -128,6 +137,7 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "Gain-share windows: baseline and actual cost, savings, tiers, cap, gates and the provider "
         "amount billed on the window's last month. sql/08_gain_share.sql, from charge_lines, "
         "kpi_results and index_factors.",
+        upstream=("gain_share_months", "kpi_results"),
     ),
     ResultTable(
         "gain_share_months",
@@ -137,6 +147,7 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "contract_id, period",
         "The months behind each gain-share window: units, charges, baseline and its factor, "
         "baseline and actual cost, savings. sql/08_gain_share.sql.",
+        upstream=("charge_lines", "index_factors"),
     ),
     ResultTable(
         "adjustments",
@@ -146,6 +157,7 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "contract_id, billed_in_period, period, line_key",
         "Restated closed months: closed, restated and delta per line, billed on the next open "
         "month's invoice. sql/10_adjustments.sql, from the restated invoice and the closing runs.",
+        upstream=("charge_lines", "service_credits", "gain_share"),
     ),
     ResultTable(
         "invoice_lines",
@@ -156,6 +168,7 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "The invoice the contract says is due, line by line, each amount rounded once. "
         "sql/09_invoice.sql and sql/10_adjustments.sql, from charge_lines, service_credits, "
         "gain_share and adjustments.",
+        upstream=("charge_lines", "service_credits", "gain_share", "adjustments"),
     ),
     ResultTable(
         "invoice_reconciliation",
@@ -165,6 +178,7 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "contract_id, period, line_key",
         "The provider's invoice against the expected one: difference, status, rate and volume "
         "variance per line. sql/11_reconcile.sql, from invoice_lines and vendor_invoices/.",
+        upstream=("invoice_lines", "vendor_invoices/"),
     ),
 )
 

@@ -20,10 +20,10 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from pipelines import cli, store
+from pipelines import cli, inputs, store
 from pipelines.definitions import defs, settle, validated_inputs
 from pipelines.errors import SettleError
-from pipelines.orchestration import readback
+from pipelines.orchestration import readback, sources
 from pipelines.orchestration.partitions import monthly_partitions
 from pipelines.orchestration.resources import SettleFiles
 
@@ -31,6 +31,22 @@ REPO = Path(__file__).resolve().parent.parent
 # the settle multi-asset's tables (interaction_counts is an asset of its own)
 TABLE_ASSETS = [t.name for t in store.DAGSTER_TABLES]
 STORED_TABLES = [t.name for t in store.RESULT_TABLES]
+ALL_CHECKS = {
+    "contract_configs",
+    "input_schemas",
+    "input_references",
+    "invoice_adds_up",
+    "credits_within_cap",
+    "no_critical_breach",
+    "provider_invoice_matches",
+}
+# External assets: every input folder the engine reads, and the samples' contract files.
+EXTERNAL = {
+    *(f"inputs/{folder}" for folder in [*inputs.COLUMNS, "interactions"]),
+    "contracts/acme_contoso_01",
+    "contracts/fabrikam_telco_01",
+    "contracts/northwind_backoffice_01",
+}
 # What `settle run` leaves in the database, compared without run ids and clock times.
 COMPARED = {
     **{f"current_{t}": "run_id" for t in STORED_TABLES},
@@ -154,38 +170,57 @@ def test_code_location_loads_and_validates():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
+        *EXTERNAL,
         "validated_inputs",
         "interaction_counts",
         *TABLE_ASSETS,
     }
-    assert {k.name for k in graph.asset_check_keys} == {
-        "contract_configs",
-        "input_schemas",
-        "input_references",
-        "invoice_adds_up",
-        "credits_within_cap",
-        "no_critical_breach",
-        "provider_invoice_matches",
-    }
+    assert {k.name for k in graph.asset_check_keys} == ALL_CHECKS
     # the input checks stop the settlement; the output checks only report
     blocking = {s.name for s in validated_inputs.check_specs if s.blocking}
     assert blocking == {"contract_configs", "input_schemas", "input_references"}
     for asset in (validated_inputs, settle):
         assert asset.backfill_policy == dg.BackfillPolicy.single_run()
         assert asset.partitions_def.get_first_partition_key() == "2024-01"
+        # the samples' volumes run 2024-01..2025-12 (README, the sample story): no later month
+        assert asset.partitions_def.get_last_partition_key() == "2025-12"
     assert defs.executor is dg.in_process_executor
     assert defs.resolve_job_def("settle_month").executor_def is dg.in_process_executor
 
 
-def test_the_schedule_settles_the_previous_month():
+def test_the_schedule_settles_the_previous_month_with_data(samples, tmp_path):
+    contracts, data = samples
     schedule = defs.resolve_schedule_def("month_end_settlement")
     assert schedule.cron_schedule == "0 6 2 * *"
+    resources = {"settle": files(contracts, data, tmp_path / "never_written.duckdb")}
+
+    def tick(when: dt.datetime):
+        context = dg.build_schedule_context(
+            scheduled_execution_time=when,
+            resources=resources,
+            repository_def=defs.get_repository_def(),
+        )
+        return schedule.evaluate_tick(context)
+
     # the tick of 2 August 2025 at 06:00 settles July, the last complete month
-    tick = dg.build_schedule_context(
-        scheduled_execution_time=dt.datetime(2025, 8, 2, 6, 0, tzinfo=dt.UTC)
-    )
-    (request,) = schedule.evaluate_tick(tick).run_requests
+    (request,) = tick(dt.datetime(2025, 8, 2, 6, 0, tzinfo=dt.UTC)).run_requests
     assert request.partition_key == "2025-07"
+    # 2 February 2026: January has no volumes in the samples (they end 2025-12): skipped
+    skipped = tick(dt.datetime(2026, 2, 2, 6, 0, tzinfo=dt.UTC))
+    assert not skipped.run_requests
+    assert skipped.skip_message.startswith("2026-01: no volumes in ")
+    # January's volumes land after the definitions loaded (partitions end 2025-12): skipped too
+    shutil.copy(data / "volumes" / "volumes.parquet", data / "volumes" / "january.parquet")
+    with duckdb.connect() as con:
+        con.execute(
+            f"COPY (SELECT * REPLACE (DATE '2026-01-01' AS period) FROM "
+            f"'{data / 'volumes' / 'volumes.parquet'}' WHERE period = DATE '2025-12-01') "
+            f"TO '{data / 'volumes' / 'january.parquet'}' (FORMAT parquet)"
+        )
+    stale = tick(dt.datetime(2026, 2, 2, 6, 0, tzinfo=dt.UTC))
+    assert not stale.run_requests
+    assert "reload the code location" in stale.skip_message
+    assert monthly_partitions(data).get_last_partition_key() == "2026-01"
 
 
 def test_files_and_partitions_come_from_the_cli_environment(monkeypatch):
@@ -206,6 +241,96 @@ def test_files_and_partitions_come_from_the_cli_environment(monkeypatch):
     monkeypatch.setenv("SETTLE_PARTITIONS_START", "2025-3")
     with pytest.raises(SettleError, match="SETTLE_PARTITIONS_START: '2025-3' is not a month"):
         monthly_partitions()
+
+
+def parents(asset: str) -> set[str]:
+    graph = defs.resolve_asset_graph()
+    return {k.to_user_string() for k in graph.get(dg.AssetKey.from_user_string(asset)).parent_keys}
+
+
+def test_lineage_follows_the_sql():
+    # read off sql/03..11: which calc_ tables each stored table's SQL selects from
+    assert parents("index_factors") == {"validated_inputs"}  # index_values/
+    assert parents("charge_bands") == {"validated_inputs", "index_factors"}  # volumes/
+    assert parents("charge_lines") == {"charge_bands", "index_factors"}
+    # kpis/, exclusions/, and the counts of interactions/ (05_measures reads interaction_counts)
+    assert parents("kpi_results") == {"validated_inputs", "interaction_counts"}
+    assert parents("service_credits") == {"charge_lines", "kpi_results"}
+    assert parents("gain_share_months") == {"charge_lines", "index_factors"}
+    assert parents("gain_share") == {"gain_share_months", "kpi_results"}
+    assert parents("adjustments") == {"charge_lines", "service_credits", "gain_share"}
+    assert parents("invoice_lines") == {
+        "charge_lines",
+        "service_credits",
+        "gain_share",
+        "adjustments",
+    }
+    assert parents("invoice_reconciliation") == {"invoice_lines", "validated_inputs"}
+    # no longer a star: only the tables reading an input folder hang off validated_inputs
+    graph = defs.resolve_asset_graph()
+    children = {k.to_user_string() for k in graph.get(dg.AssetKey("validated_inputs")).child_keys}
+    assert children == {"index_factors", "charge_bands", "kpi_results", "invoice_reconciliation"}
+
+
+def test_inputs_and_contract_files_are_external_assets_upstream_of_validation():
+    graph = defs.resolve_asset_graph()
+    assert parents("validated_inputs") == EXTERNAL
+    for key in EXTERNAL:
+        node = graph.get(dg.AssetKey.from_user_string(key))
+        assert not node.is_executable
+        assert node.group_name == "inputs"
+    assert {
+        "inputs/volumes",
+        "inputs/kpis",
+        "inputs/exclusions",
+        "inputs/index_values",
+        "inputs/vendor_invoices",
+        "inputs/interactions",
+    } <= EXTERNAL
+
+
+def test_validation_observes_each_input_with_a_data_version_of_its_files(samples, tmp_path):
+    contracts, data = samples
+    resource = files(contracts, data, tmp_path / "settle.duckdb")
+    first = dg.materialize(
+        [validated_inputs], resources={"settle": resource}, partition_key="2024-01"
+    )
+
+    def versions(result) -> dict[str, str]:
+        return {
+            e.asset_key.to_user_string(): e.event_specific_data.asset_observation.tags[
+                "dagster/data_version"
+            ]
+            for e in result.all_events
+            if e.event_type_value == "ASSET_OBSERVATION"
+        }
+
+    before = versions(first)
+    assert set(before) == EXTERNAL
+    # a byte changed in one KPI file changes that folder's version only
+    (data / "kpis" / "extra.parquet").write_bytes((data / "kpis" / "kpis.parquet").read_bytes())
+    (contracts / "acme_contoso_01.yaml").write_text(
+        (contracts / "acme_contoso_01.yaml").read_text() + "\n# reviewed\n"
+    )
+    assert (
+        sources.data_version(sorted((data / "kpis").rglob("*.parquet")), data)
+        != before["inputs/kpis"]
+    )
+    after = {
+        o.asset_key.to_user_string(): o.tags["dagster/data_version"]
+        for o in sources.observations(contracts, data, {s.key for s in sources.SOURCES})
+    }
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == {"inputs/kpis", "contracts/acme_contoso_01"}
+
+
+def test_partitions_end_at_the_last_month_with_volumes(ws):
+    ws.contract(ONE_LINE)
+    ws.volumes([("C1", "voice", "2024-01", "100"), ("C1", "voice", "2024-03", "100")])
+    months = monthly_partitions(ws.data_dir)
+    assert months.get_first_partition_key() == "2024-01"
+    assert months.get_last_partition_key() == "2024-03"
+    assert months.get_partition_keys() == ["2024-01", "2024-02", "2024-03"]
 
 
 BACKFILL = """
@@ -265,6 +390,10 @@ def test_a_month_then_a_range_store_what_settle_run_stores(samples, tmp_path):
     assert stored == contents(via_cli)
     assert stored["current_invoice_lines"] and stored["current_kpi_results"]
     assert materialized(month) == {a: {"2024-01"} for a in ["validated_inputs", *TABLE_ASSETS]}
+    # every check result is on the month's partition
+    assert {(e.check_name, e.partition) for e in month.get_asset_check_evaluations()} == {
+        (c, "2024-01") for c in ALL_CHECKS
+    }
 
     three = materialize(resource, "2024-02", "2024-04")
     assert three.success
@@ -278,6 +407,11 @@ def test_a_month_then_a_range_store_what_settle_run_stores(samples, tmp_path):
         ]
     months = {"2024-02", "2024-03", "2024-04"}
     assert materialized(three) == {a: months for a in ["validated_inputs", *TABLE_ASSETS]}
+    # a range records each check once per month of the range
+    on_months = [
+        (e.check_name, e.partition) for e in three.get_asset_check_evaluations() if e.partition
+    ]
+    assert sorted(on_months) == sorted((c, m) for c in ALL_CHECKS for m in months)
     assert all(
         c.passed for c in checks(three).values() if c.severity == dg.AssetCheckSeverity.ERROR
     )
@@ -302,6 +436,118 @@ def test_an_as_known_at_rebuild_matches_the_cli(samples, tmp_path):
         "2025-07-10",
     )
     assert contents(via_dagster) == contents(via_cli)
+
+
+def test_a_range_check_fails_only_on_the_month_with_failing_rows(ws):
+    ws.contract(ONE_LINE)
+    ws.volumes([("C1", "voice", "2024-01", "100"), ("C1", "voice", "2024-02", "100")])
+    # the provider bills January right (100 x 2.40 = 240.00) and nothing for February
+    ws.vendor_invoices([("C1", "2024-01", "INV-1", "usage:voice", None, None, None, "240.00")])
+    result = materialize(files(ws.contracts_dir, ws.data_dir, ws.db), "2024-01", "2024-02")
+    assert result.success
+    matches = {
+        e.partition: e.passed
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == "provider_invoice_matches"
+    }
+    assert matches == {"2024-01": True, "2024-02": False}
+
+
+def readback_asset(check: str) -> str:
+    (asset,) = [a for a, (name, *_) in readback.CHECKS.items() if name == check]
+    return asset
+
+
+def test_a_cli_run_is_recorded_in_the_configured_dagster_instance(samples, tmp_path, monkeypatch):
+    contracts, data = samples
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    db = tmp_path / "settle.duckdb"
+    result = CliRunner().invoke(
+        cli.main,
+        [
+            "run",
+            *("--contracts", str(contracts), "--data", str(data), "--db", str(db)),
+            *("--period", "2024-01", "--to", "2024-02", "--dagster-home", str(home)),
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert "Recorded in Dagster" in result.output
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for asset in ["validated_inputs", *TABLE_ASSETS]:
+            assert instance.get_materialized_partitions(dg.AssetKey(asset)) == {
+                "2024-01",
+                "2024-02",
+            }
+        event = instance.get_latest_materialization_event(dg.AssetKey("invoice_lines"))
+        assert event.asset_materialization.metadata["settle run_id"].value == "1"
+        assert event.asset_materialization.tags["settle/run_id"] == "1"
+        # each check on each month: the invariant held, or the run would not have committed
+        for check in ["invoice_adds_up", "credits_within_cap", "input_schemas"]:
+            asset = "validated_inputs" if check == "input_schemas" else None
+            key = dg.AssetCheckKey(dg.AssetKey(asset or readback_asset(check)), check)
+            found = instance.event_log_storage.get_asset_check_execution_history(key, limit=10)
+            assert {r.event.asset_check_evaluation.partition for r in found} == {
+                "2024-01",
+                "2024-02",
+            }
+            assert all(r.event.asset_check_evaluation.passed for r in found)
+            # and each is the partition's current result (it points at the month's
+            # materialisation), which is what the UI's partition view counts
+            infos = instance.event_log_storage.get_asset_check_partition_info([key])
+            assert {i.partition_key for i in infos if i.is_current} == {"2024-01", "2024-02"}
+
+    # an instance that is not there: a warning, and the run stands
+    missing = CliRunner().invoke(
+        cli.main,
+        [
+            "run",
+            *("--contracts", str(contracts), "--data", str(data), "--db", str(db)),
+            *("--period", "2024-03", "--dagster-home", str(tmp_path / "absent")),
+        ],
+        catch_exceptions=False,
+    )
+    assert missing.exit_code == 0, missing.output
+    assert "warning: run 2 not recorded in the Dagster instance" in missing.output
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT max(run_id) FROM settlement_runs").fetchone() == (2,)
+
+    # the same month settled again and recorded again: its checks point at the new materialisation
+    again = CliRunner().invoke(
+        cli.main,
+        [
+            "run",
+            *("--contracts", str(contracts), "--data", str(data), "--db", str(db)),
+            *("--period", "2024-01", "--dagster-home", str(home)),
+        ],
+        catch_exceptions=False,
+    )
+    assert again.exit_code == 0, again.output
+    assert "Recorded in Dagster" in again.output
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        key = dg.AssetCheckKey(dg.AssetKey("invoice_lines"), "invoice_adds_up")
+        infos = instance.event_log_storage.get_asset_check_partition_info([key])
+        assert {i.partition_key for i in infos if i.is_current} == {"2024-01", "2024-02"}
+        event = instance.get_latest_materialization_event(dg.AssetKey("invoice_lines"))
+        assert event.asset_materialization.metadata["settle run_id"].value == "3"
+
+
+def test_a_subset_selection_settles_every_table_and_records_them(ws):
+    ws.contract(ONE_LINE)
+    ws.volumes([("C1", "voice", "2024-01", "100")])
+    result = dg.materialize(
+        [validated_inputs, settle],
+        selection=["validated_inputs", "invoice_lines"],
+        resources={"settle": files(ws.contracts_dir, ws.data_dir, ws.db)},
+        partition_key="2024-01",
+    )
+    assert result.success
+    # one engine call wrote every table; each is recorded, not only the selected one
+    assert materialized(result) == {a: {"2024-01"} for a in ["validated_inputs", *TABLE_ASSETS]}
+    assert ws.lines("2024-01", "C1") == {"usage:voice": Decimal("240.00")}
 
 
 # --------------------------------------------------------------------------- what the UI shows

@@ -13,8 +13,12 @@ from typing import Any
 
 import dagster as dg
 import duckdb
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 
 from .. import checks, engine
+from ..periods import fmt
 from .display import money, table
 
 Con = duckdb.DuckDBPyConnection
@@ -266,7 +270,7 @@ CHECKS: dict[str, tuple[str, str, str, dg.AssetCheckSeverity]] = {
 }
 
 
-def check_result(con: Con, asset: str, run_id: int) -> dg.AssetCheckResult:
+def check_result(con: Con, asset: str, run_id: int, months: str = "") -> dg.AssetCheckResult:
     name, _, sql, severity = CHECKS[asset]
     headers, failing = rows(con, sql, run_id)
     return dg.AssetCheckResult(
@@ -276,7 +280,61 @@ def check_result(con: Con, asset: str, run_id: int) -> dg.AssetCheckResult:
         severity=severity,
         metadata={
             "settle run_id": dg.MetadataValue.text(str(run_id)),
+            "months": months,
             "failing rows": len(failing),
             "rows": table(headers, failing, limit=40),
         },
     )
+
+
+def latest_materialization(
+    instance: dg.DagsterInstance | None, asset: str, month: str
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """The month's latest materialisation, which a check result must point at for the UI to
+    count it as the partition's current result rather than an older one."""
+    if instance is None:
+        return None
+    found = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[month]), limit=1
+    ).records
+    if not found:
+        return None
+    record = found[0]
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+    )
+
+
+def month_evaluations(
+    con: Con,
+    asset: str,
+    run_id: int,
+    months: list[str],
+    instance: dg.DagsterInstance | None = None,
+) -> list[dg.AssetCheckEvaluation]:
+    """The check once per month of a range run, each on its partition: a range is one step,
+    which Dagster gives one unpartitioned result per check, so the months are recorded here,
+    each against the month's materialisation in `instance`."""
+    name, _, sql, severity = CHECKS[asset]
+    headers, failing = rows(con, sql, run_id)
+    at = headers.index("month")
+    out = []
+    for month in months:
+        found = [r for r in failing if r[at] is not None and fmt(r[at]) == month]
+        out.append(
+            dg.AssetCheckEvaluation(
+                asset_key=dg.AssetKey(asset),
+                check_name=name,
+                passed=not found,
+                severity=severity,
+                partition=month,
+                target_materialization_data=latest_materialization(instance, asset, month),
+                metadata={
+                    "settle run_id": dg.MetadataValue.text(str(run_id)),
+                    "months": month,
+                    "failing rows": len(found),
+                    "rows": table(headers, found, limit=40),
+                },
+            )
+        )
+    return out

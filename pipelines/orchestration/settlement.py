@@ -4,11 +4,15 @@ A month and a range are the same thing to the engine: a range backfill is one Da
 (BackfillPolicy.single_run) and one transaction, exactly `settle run --period A --to B`. The
 work is one step, so nothing else in the run contends for the DuckDB file.
 
-Every table depends on `validated_inputs` only, not on each other: in Dagster 1.13.27 a
-non-subsettable multi-asset whose assets depend on one another cannot be backfilled from the UI
-("Targeted subset must match between every key in a non-subsettable multi-asset": the check
-compares partition subsets with `!=`, which counts a lazily computed partition count). The
-descriptions say what each is computed from.
+Each table depends on the tables its SQL reads (store.ResultTable.upstream, via lineage.py).
+The multi-asset is subsettable for that reason: in Dagster 1.13.27 a *non*-subsettable
+multi-asset whose assets depend on one another cannot be backfilled from the UI ("Targeted
+subset must match between every key in a non-subsettable multi-asset": the check compares
+partition subsets with `!=`, and one side carries a lazily computed partition count). A
+subsettable one is not checked that way, and the backfill daemon still puts every selected
+table in one run, since they share the partitions and the single-run policy (pinned by
+tests/test_dagster.py). Whatever subset a run selects, the engine settles every table in one
+transaction; the tables that were not selected are still recorded as materialised.
 """
 
 import datetime as dt
@@ -20,7 +24,7 @@ from .. import engine, store
 from ..config import load_contracts
 from ..errors import SettleError
 from ..periods import date_arg, fmt
-from . import readback
+from . import lineage, readback
 from .boundary import settle_failures
 from .interaction_counts import contract_group
 from .partitions import MONTHS, ONE_RUN, months_of
@@ -41,19 +45,19 @@ class SettleRunConfig(dg.Config):
     name="settle",
     specs=[
         dg.AssetSpec(
-            t.name,
-            description=t.description,
-            deps=["validated_inputs", "interaction_counts"],
-            kinds={"duckdb"},
+            t.name, description=t.description, deps=lineage.table_deps(t), kinds={"duckdb"}
         )
         for t in store.DAGSTER_TABLES
     ],
     check_specs=[
-        dg.AssetCheckSpec(check, asset=asset, description=text)
+        dg.AssetCheckSpec(check, asset=asset, description=text, partitions_def=MONTHS)
         for asset, (check, text, _, _) in readback.CHECKS.items()
     ],
     partitions_def=MONTHS,
     backfill_policy=ONE_RUN,
+    # Subsettable so the tables can depend on each other (see the module docstring); a run always
+    # settles every table, whatever subset it was launched for.
+    can_subset=True,
     group_name="settlement",
     # With an instance limit of 1 on this pool, runs queue for the database file instead of
     # waiting SETTLE_LOCK_WAIT_S for it inside engine.connect_for_write.
@@ -94,13 +98,30 @@ def _settle(context: dg.AssetExecutionContext, config: SettleRunConfig, settle: 
             f"process took the file before its figures could be read back: {exc}",
             allow_retries=False,
         ) from None
+    selected = context.selected_asset_keys
+    checked = context.selected_asset_check_keys
     with con:
-        for t in store.DAGSTER_TABLES:
-            yield dg.MaterializeResult(
-                asset_key=t.name, metadata=readback.summary(con, t.name, result, months)
-            )
-        for asset in readback.CHECKS:
-            yield readback.check_result(con, asset, result.run_id)
+        for t in lineage.in_lineage_order():
+            found = readback.summary(con, t.name, result, months)
+            if dg.AssetKey(t.name) in selected:
+                yield dg.MaterializeResult(asset_key=t.name, metadata=found)
+            else:
+                # not selected, but the engine rewrote it in the same transaction: still recorded
+                for key in context.partition_keys:
+                    context.log_event(
+                        dg.AssetMaterialization(t.name, partition=key, metadata=found)
+                    )
+        keys = context.partition_keys
+        for asset, (name, *_) in readback.CHECKS.items():
+            if dg.AssetCheckKey(dg.AssetKey(asset), name) not in checked:
+                continue
+            if len(keys) == 1:
+                yield readback.check_result(con, asset, result.run_id, months)
+            else:
+                for evaluation in readback.month_evaluations(
+                    con, asset, result.run_id, keys, context.instance
+                ):
+                    context.log_event(evaluation)
 
 
 def _contracts(config: SettleRunConfig, files: SettleFiles) -> set[str] | None:

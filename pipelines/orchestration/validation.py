@@ -6,6 +6,7 @@ so a bad row in any month stops every settlement until it is fixed, as it does f
 """
 
 import datetime as dt
+from collections.abc import Iterator
 
 import dagster as dg
 import polars as pl
@@ -15,7 +16,9 @@ from ..periods import fmt
 from .boundary import settle_failures
 from .display import table
 from .partitions import MONTHS, ONE_RUN, months_of
+from .readback import latest_materialization
 from .resources import SettleFiles
+from .sources import SOURCES, observations
 
 # engine validation stage -> (check name, what it checks)
 CHECKS: dict[str, tuple[str, str]] = {
@@ -46,18 +49,23 @@ CHECKS: dict[str, tuple[str, str]] = {
     backfill_policy=ONE_RUN,
     group_name="settlement",
     kinds={"pandera", "polars"},
+    deps=[s.key for s in SOURCES],
     check_specs=[
-        dg.AssetCheckSpec(name, asset="validated_inputs", description=text, blocking=True)
+        dg.AssetCheckSpec(
+            name, asset="validated_inputs", description=text, blocking=True, partitions_def=MONTHS
+        )
         for name, text in CHECKS.values()
     ],
 )
 def validated_inputs(
     context: dg.AssetExecutionContext, settle: SettleFiles
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult]:
     """The contracts and inputs a settlement reads, checked exactly as `settle validate` checks
     them. Writes nothing to the settlement database. A failed check stops the settlement of the
     month (or range): nothing downstream runs, nothing is written."""
     first, last = months_of(context)
+    for observed in observations(settle.contracts, settle.data, {s.key for s in SOURCES}):
+        context.log_event(observed)
     with settle_failures("validated_inputs"):
         report = engine.validation_report(settle.contracts, settle.data)
     results = []
@@ -83,7 +91,28 @@ def validated_inputs(
             )
         else:
             results.append(dg.AssetCheckResult(check_name=name, passed=True))
-    return dg.MaterializeResult(metadata=_summary(report, first, last), check_results=results)
+    yield dg.MaterializeResult(metadata=_summary(report, first, last), check_results=results)
+    keys = context.partition_keys
+    if len(keys) > 1:
+        # a range is one step with one (unpartitioned, blocking) result per check; the same
+        # outcome is recorded on each month, after the materialisation it checked, so a
+        # partition's page shows its checks
+        for result in results:
+            for key in keys:
+                context.log_event(
+                    dg.AssetCheckEvaluation(
+                        asset_key=dg.AssetKey("validated_inputs"),
+                        check_name=result.check_name,
+                        passed=result.passed,
+                        severity=result.severity,
+                        description=result.description,
+                        partition=key,
+                        target_materialization_data=latest_materialization(
+                            context.instance, "validated_inputs", key
+                        ),
+                        metadata={"months": f"{fmt(first)}..{fmt(last)}"},
+                    )
+                )
 
 
 def _summary(report: engine.Validation, first: dt.date, last: dt.date) -> dict:
