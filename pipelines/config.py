@@ -286,6 +286,29 @@ class GainShare(Strict):
     gates: list[Id] = Field(default_factory=list)
 
 
+# Line types an invoice can carry; the journal posts each to an account (SPEC 7 and 11).
+LINE_TYPES = (
+    "usage",
+    "fixed_fee",
+    "minimum",
+    "surge",
+    "credit",
+    "earn_back",
+    "bonus",
+    "gain_share",
+    "adjustment",
+)
+Account = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
+
+
+class Accounting(Strict):
+    """Where the journal export posts each line type (SPEC 11); `default` catches the rest."""
+
+    supplier_id: Account | None = None
+    cost_centre: Account | None = None
+    accounts: dict[str, Account] = Field(min_length=1)
+
+
 class Contract(Strict):
     contract_id: Id
     client: str | None = None
@@ -300,6 +323,7 @@ class Contract(Strict):
     indexation: Indexation | None = None
     service_credits: ServiceCredits | None = None
     gain_share: GainShare | None = None
+    accounting: Accounting | None = None
 
 
 class LoadedContract(BaseModel):
@@ -657,6 +681,16 @@ def check_rules(c: Contract, file: str) -> None:
                     )
     if c.gain_share is not None:
         _check_gain_share(c, file, set(line_ids), set(fee_ids))
+    if c.accounting is not None:
+        for key, account in c.accounting.accounts.items():
+            if key != "default" and key not in LINE_TYPES:
+                raise ConfigError(
+                    file,
+                    f"accounting.accounts.{key}",
+                    f"not a line type; use one of {', '.join(LINE_TYPES)} or default",
+                )
+            if not account.strip():
+                raise ConfigError(file, f"accounting.accounts.{key}", "the account is empty")
 
 
 def _check_fee_history(c: Contract, file: str) -> None:

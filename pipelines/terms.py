@@ -184,6 +184,13 @@ SCHEMAS: dict[str, dict[str, pa.DataType]] = {
     "cfg_gain_gates": {"contract_id": STR, "kpi_id": STR},
     # Every effective-dated entry with a fingerprint of its terms: stored with each run
     # (run_terms), so a restatement can name the entries its closing run did not have.
+    "cfg_accounting": {
+        "contract_id": STR,
+        "supplier_id": STR,
+        "cost_centre": STR,
+        "line_type": STR,
+        "account": STR,
+    },
     "cfg_dated_entries": {
         "contract_id": STR,
         "kind": STR,
@@ -479,6 +486,17 @@ def build_rows(contracts: list[LoadedContract]) -> dict[str, list[dict[str, Any]
                             "provider_share": t.provider_share,
                         }
                     )
+        if c.accounting is not None:
+            for line_type, account in sorted(c.accounting.accounts.items()):
+                rows["cfg_accounting"].append(
+                    {
+                        "contract_id": cid,
+                        "supplier_id": c.accounting.supplier_id,
+                        "cost_centre": c.accounting.cost_centre,
+                        "line_type": line_type,
+                        "account": account,
+                    }
+                )
     return rows
 
 

@@ -32,6 +32,8 @@ CREATE TABLE IF NOT EXISTS period_status (
     status VARCHAR,              -- open | closed
     closed_at TIMESTAMP,
     closed_run_id BIGINT,
+    closed_how VARCHAR,          -- approved | disputed | forced: what allowed the close (SPEC 11)
+    closed_by VARCHAR,
     PRIMARY KEY (contract_id, period)
 );
 
@@ -100,3 +102,57 @@ CREATE TABLE IF NOT EXISTS run_configs (
     config_sha256 VARCHAR,
     config_yaml VARCHAR
 );
+
+-- Month-end decisions by people (SPEC 11): append-only events, never updated.
+-- An approval stands for the run it names: a later run of the month supersedes it.
+CREATE TABLE IF NOT EXISTS approvals (
+    approval_id BIGINT,
+    contract_id VARCHAR,
+    period DATE,
+    run_id BIGINT,               -- the run whose invoice was approved
+    approved_by VARCHAR,         -- SPEC's `by` (BY is reserved in SQL)
+    approved_at TIMESTAMP,       -- SPEC's `at`
+    note VARCHAR
+);
+
+-- One row per event on a dispute: raised, then resolved (the resolving row repeats what was raised).
+CREATE TABLE IF NOT EXISTS disputes (
+    event_id BIGINT,
+    dispute_id BIGINT,
+    contract_id VARCHAR,
+    period DATE,                 -- the disputed month
+    line_key VARCHAR,
+    run_id BIGINT,               -- the run whose reconciliation was disputed
+    amount DECIMAL(38, 4),       -- disputed amount (default: the line's reconciliation difference)
+    reason VARCHAR,
+    raised_by VARCHAR,
+    raised_at TIMESTAMP,
+    status VARCHAR,              -- open | resolved
+    outcome VARCHAR,             -- accepted | rejected | settled (resolved only)
+    resolution_amount DECIMAL(38, 4),  -- settled: billed as line dispute:<id> on the next open month
+    resolved_by VARCHAR,
+    resolved_at TIMESTAMP,
+    note VARCHAR
+);
+
+-- The ledger accounts each run posts its line types to (the contract's `accounting` section).
+CREATE TABLE IF NOT EXISTS accounting_map (
+    run_id BIGINT,
+    contract_id VARCHAR,
+    supplier_id VARCHAR,
+    cost_centre VARCHAR,
+    line_type VARCHAR,           -- a line type, or 'default'
+    account VARCHAR
+);
+
+CREATE OR REPLACE VIEW current_approvals AS
+SELECT * EXCLUDE (rn) FROM (
+    SELECT a.*, row_number() OVER (PARTITION BY contract_id, period ORDER BY approval_id DESC) AS rn
+    FROM approvals a
+) WHERE rn = 1;
+
+CREATE OR REPLACE VIEW current_disputes AS
+SELECT * EXCLUDE (rn) FROM (
+    SELECT d.*, row_number() OVER (PARTITION BY dispute_id ORDER BY event_id DESC) AS rn
+    FROM disputes d
+) WHERE rn = 1;

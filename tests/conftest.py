@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipelines import engine
+from pipelines import engine, workflow
 from pipelines.periods import parse_period
 
 DEC6 = pa.decimal128(38, 6)
@@ -159,6 +159,8 @@ class Workspace:
         return engine.settle(self.contracts_dir, self.data_dir, self.db, request)
 
     def close(self, period: str, contracts: set[str] | None = None):
+        """Approve the month's current invoices, then close it (the month-end order)."""
+        workflow.approve(self.db, parse_period(period), contract_ids=contracts, by="test")
         return engine.close(self.db, parse_period(period), contracts)
 
     # ---- reading

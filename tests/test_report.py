@@ -272,7 +272,7 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def sample_db(tmp_path_factory) -> Path:
     """The demo flow (Makefile `demo`) on the bundled samples, into a temporary database."""
-    from pipelines import engine
+    from pipelines import engine, workflow
     from pipelines.periods import parse_period
 
     db = tmp_path_factory.mktemp("sample") / "settlement.duckdb"
@@ -283,6 +283,7 @@ def sample_db(tmp_path_factory) -> Path:
         as_known_at=dt.date(2025, 7, 10),
     )
     engine.settle(contracts, data, db, first)
+    workflow.approve(db, parse_period("2024-01"), parse_period("2025-06"), by="test")
     engine.close(db, parse_period("2024-01"), to=parse_period("2025-06"))
     engine.settle(
         contracts, data, db, engine.RunRequest(parse_period("2025-07"), parse_period("2025-12"))
