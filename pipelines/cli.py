@@ -145,8 +145,9 @@ def _result_text(result, db: Path, dry_run: bool, first, last) -> str:
     )
     if beyond:
         out.append(
-            "Requested months are closed: their restated figures are billed on the next open month, "
-            "which this run therefore settled too: " + ", ".join(f"{c} {fmt(p)}" for c, p in beyond)
+            "Requested months are closed: their restated figures are billed on the next open "
+            "month, which this run therefore settled too: "
+            + ", ".join(f"{c} {fmt(p)}" for c, p in beyond)
         )
         out.append("")
     out.append(_invoice_table(result, db, dry_run))
