@@ -146,9 +146,10 @@ def _require_settled(candidates: list[dict], contract_ids: set[str] | None, mont
     wanted = contract_ids or {r["contract_id"] for r in candidates}
     missing = [f"{c} {fmt(m)}" for c in sorted(wanted) for m in months if (c, m) not in found]
     if not candidates or missing:
-        shown = ", ".join(missing[:10]) or f"{fmt(months[0])}..{fmt(months[-1])}"
+        span = fmt(months[0]) + (f"..{fmt(months[-1])}" if len(months) > 1 else "")
+        shown = ", ".join(missing[:10]) or span
         raise SettleError(
-            f"not settled yet: {shown}. Run `settle run` for these months first. Nothing was "
+            f"{shown} has not been settled yet; run `settle run` for it first. Nothing was "
             "recorded."
         )
 
