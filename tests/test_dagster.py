@@ -324,6 +324,9 @@ def test_invoice_metadata_and_checks_read_back_the_run(ws):
         result, "invoice_lines", "amount due per contract"
     )
     assert metadata(result, "invoice_lines", "settle run_id") == "1"
+    # the month-end state: settled by this run, not yet approved
+    state = metadata(result, "invoice_lines", "month-end state")
+    assert "| C1 | 2024-01 | open | yes |  | 0 |  |" in state
     # no vendor invoice: the expected 240.00 line is not billed, a warning for finance
     found = checks(result)
     assert found["invoice_adds_up"].passed
