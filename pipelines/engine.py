@@ -34,7 +34,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from . import __version__
+from . import __version__, store
 from .config import LoadedContract, load_contracts
 from .errors import SettleError
 from .inputs import InputSet, read_inputs
@@ -51,34 +51,6 @@ Progress = Callable[[str], None]
 
 def _quiet(_: str) -> None:
     pass
-
-
-# Stored tables: name -> (calc table, column that holds the month for the write set).
-STORED: dict[str, tuple[str, str]] = {
-    "index_factors": ("calc_index_factors", ""),
-    "charge_lines": ("calc_charge_lines", "period"),
-    "charge_bands": ("calc_usage_bands", "period"),
-    "kpi_results": ("calc_kpi_results", "period"),
-    "service_credits": ("calc_service_credits", "period"),
-    "gain_share": ("calc_gain_share", "billed_period"),
-    "gain_share_months": ("calc_gain_share_months", "period"),
-    "invoice_lines": ("calc_invoice", "period"),
-    "invoice_reconciliation": ("calc_reconciliation", "period"),
-    "adjustments": ("calc_adjustments", "billed_in_period"),
-}
-
-SORT_KEYS: dict[str, str] = {
-    "index_factors": "contract_id, period, index_id",
-    "charge_lines": "contract_id, period, sort_order, line_key",
-    "charge_bands": "contract_id, period, service_line_id, band",
-    "kpi_results": "contract_id, period, kpi_order, kpi_id",
-    "service_credits": "contract_id, period, kpi_id",
-    "gain_share": "contract_id, window_start",
-    "gain_share_months": "contract_id, period",
-    "invoice_lines": "contract_id, period, sort_order, line_key",
-    "invoice_reconciliation": "contract_id, period, line_key",
-    "adjustments": "contract_id, billed_in_period, period, line_key",
-}
 
 
 @dataclass
@@ -435,14 +407,8 @@ def _store(
     inputs: InputSet,
     started_at: dt.datetime,
 ) -> None:
-    for table, (calc, period_column) in STORED.items():
-        source = f"SELECT * FROM {calc}"
-        if period_column:
-            source = (
-                f"SELECT c.* FROM {calc} c JOIN calc_writes w "
-                f"ON w.contract_id = c.contract_id AND w.period = c.{period_column}"
-            )
-        _append(con, table, run_id, source, SORT_KEYS[table])
+    for table in store.RESULT_TABLES:
+        store.append(con, table, run_id)
     run_script(con, SQL_DIR / "views.sql")
     con.execute(
         "INSERT INTO run_periods SELECT ?, contract_id, period FROM calc_writes "
@@ -511,56 +477,18 @@ def _store(
     )
 
 
-def _append(con: duckdb.DuckDBPyConnection, table: str, run_id: int, source: str, order: str):
-    """Append rows with the run id; the stored table takes its columns from the calc table."""
-    exists = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT temporary", [table]
-    ).fetchone()[0]
-    if not exists:
-        con.execute(
-            f"CREATE TABLE {table} AS SELECT CAST(NULL AS BIGINT) AS run_id, * "
-            f"FROM ({source}) WHERE false"
-        )
-    else:
-        stored = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
-        for name, dtype, *_ in con.execute(f"DESCRIBE ({source})").fetchall():
-            if name not in stored:
-                con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {dtype}')
-    con.execute(
-        f"INSERT INTO {table} BY NAME SELECT {run_id}::BIGINT AS run_id, * FROM ({source}) "
-        f"ORDER BY {order}"
-    )
-
-
 def _summarise(con: duckdb.DuckDBPyConnection, run_id: int, mode: str, written: int) -> RunResult:
     def rows(query: str) -> list[dict]:
         cur = con.execute(query, [run_id])
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
-    invoices = rows(
-        """
-        SELECT contract_id, period, any_value(currency) AS currency,
-               sum(amount) FILTER (WHERE line_type IN ('usage', 'fixed_fee', 'minimum', 'surge'))
-                   AS charges,
-               coalesce(sum(amount) FILTER (WHERE line_type IN ('credit', 'earn_back', 'bonus')), 0)
-                   AS credits_and_bonus,
-               coalesce(sum(amount) FILTER (WHERE line_type = 'gain_share'), 0) AS gain_share,
-               coalesce(sum(amount) FILTER (WHERE line_type = 'adjustment'), 0) AS adjustments,
-               sum(amount) AS amount_due, count(*) AS lines
-        FROM invoice_lines WHERE run_id = ?
-        GROUP BY contract_id, period ORDER BY contract_id, period
-        """
-    )
-    recon = rows(
-        """
-        SELECT contract_id, period, sum(billed_amount) AS billed,
-               sum(difference) AS difference,
-               count(*) FILTER (WHERE status <> 'match') AS exceptions
-        FROM invoice_reconciliation WHERE run_id = ?
-        GROUP BY contract_id, period ORDER BY contract_id, period
-        """
-    )
+    # one definition of the invoice summary (sql/views.sql), read for this run
+    invoices = rows("SELECT * FROM invoice_summary WHERE run_id = ? ORDER BY contract_id, period")
+    recon = [
+        {k: i[k] for k in ("contract_id", "period", "billed", "difference", "exceptions")}
+        for i in invoices
+    ]
     adjustments = rows(
         "SELECT contract_id, period, billed_in_period, line_key, delta, reason "
         "FROM adjustments WHERE run_id = ? ORDER BY contract_id, period, line_key"

@@ -94,25 +94,9 @@ class Pack:
         ]
 
 
-CHARGE_TYPES = "('usage', 'fixed_fee', 'minimum', 'surge')"
-KNOWN_TYPES = (
-    "('usage', 'fixed_fee', 'minimum', 'surge', 'credit', 'earn_back', 'bonus', 'gain_share', "
-    "'adjustment')"
-)
-
-SUMMARY_SQL = f"""
-WITH lines AS (
-    SELECT * FROM current_invoice_lines WHERE period = $period
-),
-recon AS (
-    SELECT contract_id,
-           sum(billed_amount) AS billed,
-           sum(difference) AS difference,
-           count(*) FILTER (WHERE status <> 'match') AS exceptions
-    FROM current_invoice_reconciliation WHERE period = $period
-    GROUP BY contract_id
-),
-capped_lines AS (
+# The invoice totals by line type come from current_invoice_summary (sql/views.sql).
+SUMMARY_SQL = """
+WITH capped_lines AS (
     SELECT DISTINCT contract_id, service_line_id FROM current_charge_lines
     WHERE period = $period AND capped
 ),
@@ -145,31 +129,17 @@ critical AS (
     GROUP BY contract_id
 )
 SELECT
-    l.contract_id,
-    any_value(l.currency) AS currency,
-    any_value(c.run_id) AS run_id,
-    any_value(c.status) AS month_status,
-    coalesce(sum(l.amount) FILTER (WHERE l.line_type IN {CHARGE_TYPES}), 0) AS charges,
-    round(coalesce(any_value(ix.effect), 0), 2) AS indexation_effect,
-    coalesce(sum(l.amount) FILTER (WHERE l.line_type = 'credit'), 0) AS credits,
-    coalesce(sum(l.amount) FILTER (WHERE l.line_type = 'earn_back'), 0) AS earn_back,
-    coalesce(sum(l.amount) FILTER (WHERE l.line_type = 'bonus'), 0) AS bonus,
-    coalesce(sum(l.amount) FILTER (WHERE l.line_type = 'gain_share'), 0) AS gain_share,
-    coalesce(sum(l.amount) FILTER (WHERE l.line_type = 'adjustment'), 0) AS adjustments,
-    coalesce(sum(l.amount) FILTER (WHERE l.line_type NOT IN {KNOWN_TYPES}), 0) AS other,
-    sum(l.amount) AS amount_due,
-    any_value(r.billed) AS billed,
-    any_value(r.difference) AS difference,
-    coalesce(any_value(r.exceptions), 0) AS exceptions,
-    coalesce(any_value(k.critical_kpis), 0) AS critical_kpis,
-    count(*) AS lines
-FROM lines l
-JOIN current_run_periods c USING (contract_id, period)
-LEFT JOIN recon r USING (contract_id)
+    s.contract_id, s.currency, s.run_id, s.month_status, s.charges,
+    round(coalesce(ix.effect, 0), 2) AS indexation_effect,
+    s.credits, s.earn_back, s.bonus, s.gain_share, s.adjustments, s.other, s.amount_due,
+    s.billed, s.difference, s.exceptions,
+    coalesce(k.critical_kpis, 0) AS critical_kpis,
+    s.lines
+FROM current_invoice_summary s
 LEFT JOIN indexation ix USING (contract_id)
 LEFT JOIN critical k USING (contract_id)
-GROUP BY l.contract_id
-ORDER BY l.contract_id
+WHERE s.period = $period
+ORDER BY s.contract_id
 """
 
 INVOICE_SQL = """

@@ -1,6 +1,5 @@
--- The stored tables that every run shares. The per-run result tables (charge_lines, invoice_lines,
--- ...) are created by the engine from the settlement SQL's own columns, each with a leading
--- run_id; everything is append-only except period_status, whose open rows become closed once.
+-- Every stored table, declared once (pipelines/store.py names them and says how each is filled).
+-- Everything is append-only except period_status, whose open rows become closed once.
 
 CREATE TABLE IF NOT EXISTS settlement_runs (
     run_id BIGINT PRIMARY KEY,
@@ -51,8 +50,229 @@ JOIN settlement_runs r ON r.run_id = rp.run_id AND r.mode = 'settle'
 LEFT JOIN period_status ps ON ps.contract_id = rp.contract_id AND ps.period = rp.period
 GROUP BY rp.contract_id, rp.period;
 
--- The two result tables the settlement SQL reads back (closing figures and earlier adjustments);
--- the other result tables are created from the SQL's own columns on first use.
+-- The per-run result tables (pipelines/store.py RESULT_TABLES), each with a leading run_id and
+-- exactly the columns of its calc table: a run checks its rows against these declarations and
+-- stops, writing nothing, when they differ. Rounded money is DECIMAL(38, 4) (any amount_scale up
+-- to 4); exact intermediates keep their own scale under their own names (amount_unrounded,
+-- at_risk_amount, uncapped_amount, cap_amount, provider_amount_unrounded, ...).
+
+CREATE TABLE IF NOT EXISTS index_factors (
+    run_id BIGINT,
+    contract_id VARCHAR,
+    period DATE,                        -- the review month
+    index_id VARCHAR,
+    weight DECIMAL(20, 6),
+    reference_period DATE,
+    reference_value DECIMAL(28, 6),
+    previous_reference_period DATE,
+    previous_reference_value DECIMAL(28, 6),
+    raw_change DECIMAL(38, 10),         -- index ratio - 1, before cap and floor
+    applied_change DECIMAL(38, 10),     -- after cap, floor and indexed share
+    previous_factor DECIMAL(38, 10),
+    unrounded_factor DECIMAL(38, 10),   -- exact product before factor_scale
+    factor DECIMAL(38, 10),             -- rounded to factor_scale; multiplies prices
+    method VARCHAR,
+    cap DECIMAL(20, 6),
+    floor DECIMAL(20, 6),
+    factor_scale INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS charge_bands (
+    run_id BIGINT,
+    contract_id VARCHAR,
+    service_line_id VARCHAR,
+    period DATE,
+    model VARCHAR,
+    band INTEGER,
+    lower_bound DECIMAL(20, 6),
+    up_to DECIMAL(20, 6),
+    units DECIMAL(38, 12),
+    base_rate DECIMAL(20, 6),
+    rate DECIMAL(38, 10),
+    base_flat_fee DECIMAL(20, 6),
+    flat_fee DECIMAL(38, 10),
+    amount_unrounded DECIMAL(38, 10)
+);
+
+CREATE TABLE IF NOT EXISTS charge_lines (
+    run_id BIGINT,
+    contract_id VARCHAR,
+    period DATE,
+    line_key VARCHAR,
+    service_line_id VARCHAR,
+    fee_id VARCHAR,
+    charge_type VARCHAR,
+    band INTEGER,
+    pricing_model VARCHAR,
+    pricing_from DATE,
+    units DECIMAL(38, 12),
+    forecast_units DECIMAL(38, 6),
+    surge_threshold DECIMAL(38, 12),
+    base_rate DECIMAL(38, 10),
+    index_factor DECIMAL(38, 10),
+    rate DECIMAL(38, 10),
+    amount_unrounded DECIMAL(38, 16),   -- exact, before rounding
+    amount DECIMAL(38, 4),              -- rounded once, contract's mode and amount_scale
+    capped BOOLEAN,
+    rounding_mode VARCHAR,
+    amount_scale INTEGER,
+    rate_scale INTEGER,
+    description VARCHAR,
+    sort_order INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS kpi_results (
+    run_id BIGINT,
+    contract_id VARCHAR,
+    period DATE,
+    kpi_id VARCHAR,
+    kpi_order INTEGER,
+    value DECIMAL(38, 10),              -- the KPI value compared with target
+    numerator DECIMAL(38, 6),
+    denominator DECIMAL(38, 6),
+    source VARCHAR,
+    target DECIMAL(20, 6),
+    target_from DATE,
+    target_reason VARCHAR,
+    direction VARCHAR,
+    critical_below DECIMAL(20, 6),
+    status VARCHAR,                     -- met | failed | excused | no_data
+    met BOOLEAN,
+    excused BOOLEAN,
+    exclusion_reason VARCHAR,
+    no_data BOOLEAN,
+    consecutive_failures INTEGER,
+    critical BOOLEAN
+);
+
+CREATE TABLE IF NOT EXISTS service_credits (
+    run_id BIGINT,
+    contract_id VARCHAR,
+    period DATE,
+    kpi_id VARCHAR,
+    kpi_order INTEGER,
+    regime VARCHAR,
+    value DECIMAL(38, 10),
+    target DECIMAL(20, 6),
+    direction VARCHAR,
+    no_data BOOLEAN,
+    consecutive_failures INTEGER,
+    credit_model VARCHAR,
+    minimum DECIMAL(20, 6),
+    band INTEGER,
+    band_worse_than DECIMAL(20, 6),
+    severity DECIMAL(38, 6),
+    band_points DECIMAL(20, 6),
+    points DECIMAL(38, 12),
+    repeat_multiplier DECIMAL(20, 6),
+    multiplier DECIMAL(38, 6),
+    weight DECIMAL(38, 18),
+    charges DECIMAL(38, 4),
+    at_risk_pct DECIMAL(20, 6),
+    at_risk_amount DECIMAL(38, 10),
+    allocation_pct DECIMAL(20, 6),
+    uncapped_amount DECIMAL(38, 28),    -- exact, before the monthly cap
+    points_total DECIMAL(38, 12),
+    points_pct DECIMAL(20, 6),
+    month_uncapped_total DECIMAL(38, 28),
+    monthly_cap_pct DECIMAL(20, 6),
+    cap_amount DECIMAL(38, 10),         -- exact: monthly_cap_pct x charges
+    capped BOOLEAN,
+    split_total DECIMAL(38, 4),         -- the rounded cap a capped month's credits add up to
+    floor_units HUGEINT,
+    remainder_units HUGEINT,
+    extra_unit BOOLEAN,
+    amount DECIMAL(38, 4),              -- rounded once (largest-remainder split when capped)
+    amount_scale INTEGER,
+    rounding_mode VARCHAR,
+    earn_back_months INTEGER,
+    earn_back_status VARCHAR,
+    earn_back_broken_in DATE,
+    earned_back_in DATE
+);
+
+CREATE TABLE IF NOT EXISTS gain_share (
+    run_id BIGINT,
+    contract_id VARCHAR,
+    window_start DATE,
+    window_end DATE,
+    billed_period DATE,
+    first_period DATE,
+    months INTEGER,
+    settle_every VARCHAR,
+    measure VARCHAR,
+    volume DECIMAL(38, 6),
+    value_per_unit DECIMAL(20, 6),
+    baseline_cost DECIMAL(38, 12),
+    actual_cost DECIMAL(38, 12),
+    savings DECIMAL(38, 12),
+    threshold_pct DECIMAL(38, 6),
+    threshold_amount DECIMAL(38, 18),
+    below_threshold BOOLEAN,
+    kind VARCHAR,
+    tiered_amount DECIMAL(38, 18),
+    tiers_applied VARCHAR,
+    pain_share BOOLEAN,
+    cap DECIMAL(38, 6),
+    capped BOOLEAN,
+    gate_failed BOOLEAN,
+    gate_failures VARCHAR,
+    gated BOOLEAN,
+    provider_amount_unrounded DECIMAL(38, 18),  -- exact, before rounding
+    provider_amount DECIMAL(38, 4),     -- rounded once; billed on billed_period
+    outcome VARCHAR,                    -- kind, or no_baseline | below_threshold | gated | pain_not_shared
+    baseline_reason VARCHAR,
+    description VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS gain_share_months (
+    run_id BIGINT,
+    contract_id VARCHAR,
+    period DATE,
+    window_start DATE,
+    window_end DATE,
+    billed_period DATE,
+    window_settled BOOLEAN,
+    measure VARCHAR,
+    settle_every VARCHAR,
+    baseline_indexed BOOLEAN,
+    value_per_unit DECIMAL(20, 6),
+    scope_unit VARCHAR,
+    rounding_mode VARCHAR,
+    amount_scale INTEGER,
+    units DECIMAL(38, 6),
+    charges DECIMAL(38, 4),             -- the month's rounded charge lines summed
+    baseline DECIMAL(20, 6),
+    baseline_from DATE,
+    baseline_agreed_on DATE,
+    baseline_reason VARCHAR,
+    index_factor DECIMAL(38, 10),
+    baseline_factor DECIMAL(38, 10),
+    baseline_cost DECIMAL(38, 12),
+    actual_cost DECIMAL(38, 12),
+    savings DECIMAL(38, 12)
+);
+
+CREATE TABLE IF NOT EXISTS invoice_reconciliation (
+    run_id BIGINT,
+    contract_id VARCHAR,
+    period DATE,
+    line_key VARCHAR,
+    description VARCHAR,
+    invoice_id VARCHAR,
+    expected_quantity DECIMAL(38, 6),
+    expected_rate DECIMAL(38, 8),
+    expected_amount DECIMAL(38, 4),
+    billed_quantity DECIMAL(28, 6),
+    billed_rate DECIMAL(28, 8),
+    billed_amount DECIMAL(38, 4),
+    difference DECIMAL(38, 4),          -- billed - expected (a missing side is 0)
+    status VARCHAR,                     -- match | over_billed | under_billed | not_billed | unexpected
+    rate_variance DECIMAL(38, 4),
+    volume_variance DECIMAL(38, 4),
+    other_variance DECIMAL(38, 4)       -- difference - rate - volume variance
+);
+
 CREATE TABLE IF NOT EXISTS invoice_lines (
     run_id BIGINT,
     contract_id VARCHAR,

@@ -20,7 +20,7 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from pipelines import cli
+from pipelines import cli, store
 from pipelines.definitions import defs, settle, validated_inputs
 from pipelines.errors import SettleError
 from pipelines.orchestration import readback
@@ -28,22 +28,13 @@ from pipelines.orchestration.partitions import monthly_partitions
 from pipelines.orchestration.resources import SettleFiles
 
 REPO = Path(__file__).resolve().parent.parent
-TABLE_ASSETS = [
-    "index_factors",
-    "charge_bands",
-    "charge_lines",
-    "kpi_results",
-    "service_credits",
-    "gain_share",
-    "adjustments",
-    "invoice_lines",
-    "invoice_reconciliation",
-]
+TABLE_ASSETS = [t.name for t in store.RESULT_TABLES]
 # What `settle run` leaves in the database, compared without run ids and clock times.
 COMPARED = {
-    **{f"current_{t}": "run_id" for t in TABLE_ASSETS if t != "index_factors"},
+    **{f"current_{t}": "run_id" for t in TABLE_ASSETS},
     **{t: "run_id" for t in TABLE_ASSETS},
     "current_invoice_totals": "",
+    "current_invoice_summary": "run_id",
     "run_periods": "run_id",
     "period_status": "closed_at",
     "settlement_runs": "run_id, started_at, finished_at",

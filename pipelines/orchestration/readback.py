@@ -141,8 +141,8 @@ SUMMARIES: dict[str, dict[str, str]] = {
         "month-end state": MONTH_END_STATE,
         "amount due per contract": """
             SELECT contract_id AS contract, any_value(currency) AS currency,
-                   count(DISTINCT period) AS months, sum(amount) AS "amount due"
-            FROM invoice_lines WHERE run_id = $run_id GROUP BY ALL ORDER BY contract_id
+                   count(*) AS months, sum(amount_due) AS "amount due"
+            FROM invoice_summary WHERE run_id = $run_id GROUP BY ALL ORDER BY contract_id
         """,
     },
     "invoice_reconciliation": {
@@ -235,14 +235,8 @@ WITH months AS (
     SELECT contract_id, period FROM run_periods WHERE run_id = $run_id
 ),
 invoice AS (
-    SELECT contract_id, period,
-           coalesce(sum(amount), 0) AS amount_due,
-           coalesce(sum(amount) FILTER (
-               WHERE line_type IN ('usage', 'fixed_fee', 'minimum', 'surge')), 0) AS charges,
-           coalesce(sum(amount) FILTER (WHERE line_type = 'credit'), 0) AS credits,
-           coalesce(sum(amount) FILTER (WHERE line_type = 'gain_share'), 0) AS gain_share,
-           coalesce(sum(amount) FILTER (WHERE line_type = 'adjustment'), 0) AS adjustments
-    FROM invoice_lines WHERE run_id = $run_id GROUP BY ALL
+    SELECT contract_id, period, amount_due, charges, credits, gain_share, adjustments
+    FROM invoice_summary WHERE run_id = $run_id
 ),
 sources AS (
     SELECT m.contract_id, m.period,

@@ -16,56 +16,12 @@ import datetime as dt
 import dagster as dg
 import duckdb
 
-from .. import engine
+from .. import engine, store
 from ..errors import SettleError
 from ..periods import fmt
 from . import readback
 from .partitions import MONTHS, ONE_RUN, months_of
 from .resources import SettleFiles
-
-# stored table -> what it holds and what it is computed from, in the order the SQL computes them
-TABLES: dict[str, str] = {
-    "index_factors": (
-        "Indexation review factors per contract: the index values, raw and clamped change, and "
-        "the factor that prices and baselines are multiplied by. sql/03_indexation.sql, from "
-        "the contract terms and index_values/."
-    ),
-    "charge_bands": (
-        "Units per pricing band and month, with the indexed rate and flat fee of each band. "
-        "sql/04_pricing.sql, from volumes/ and index_factors."
-    ),
-    "charge_lines": (
-        "Charges before credits: usage, fixed fee, minimum and surge lines per contract and "
-        "month. sql/04_pricing.sql, from charge_bands and index_factors."
-    ),
-    "kpi_results": (
-        "Each KPI per month: value (input or measured from interactions), target, met / failed / "
-        "excused / no_data, consecutive failures, critical. sql/05_measures.sql and "
-        "sql/06_kpi_results.sql, from kpis/, interactions/ and exclusions/."
-    ),
-    "service_credits": (
-        "Credits for failed KPIs: at-risk amount, severity, repeat multiplier, monthly cap, "
-        "earn-back. sql/07_credits.sql, from charge_lines and kpi_results."
-    ),
-    "gain_share": (
-        "Gain-share windows: baseline and actual cost, savings, tiers, cap, gates and the provider "
-        "amount billed on the window's last month. sql/08_gain_share.sql, from charge_lines, "
-        "kpi_results and index_factors."
-    ),
-    "adjustments": (
-        "Restated closed months: closed, restated and delta per line, billed on the next open "
-        "month's invoice. sql/10_adjustments.sql, from the restated invoice and the closing runs."
-    ),
-    "invoice_lines": (
-        "The invoice the contract says is due, line by line, each amount rounded once. "
-        "sql/09_invoice.sql and sql/10_adjustments.sql, from charge_lines, service_credits, "
-        "gain_share and adjustments."
-    ),
-    "invoice_reconciliation": (
-        "The provider's invoice against the expected one: difference, status, rate and volume "
-        "variance per line. sql/11_reconcile.sql, from invoice_lines and vendor_invoices/."
-    ),
-}
 
 
 class SettleRunConfig(dg.Config):
@@ -78,8 +34,8 @@ class SettleRunConfig(dg.Config):
 @dg.multi_asset(
     name="settle",
     specs=[
-        dg.AssetSpec(name, description=text, deps=["validated_inputs"], kinds={"duckdb"})
-        for name, text in TABLES.items()
+        dg.AssetSpec(t.name, description=t.description, deps=["validated_inputs"], kinds={"duckdb"})
+        for t in store.RESULT_TABLES
     ],
     check_specs=[
         dg.AssetCheckSpec(check, asset=asset, description=text)
@@ -114,9 +70,9 @@ def settle(context: dg.AssetExecutionContext, config: SettleRunConfig, settle: S
             allow_retries=False,
         ) from None
     with con:
-        for name in TABLES:
+        for t in store.RESULT_TABLES:
             yield dg.MaterializeResult(
-                asset_key=name, metadata=readback.summary(con, name, result, months)
+                asset_key=t.name, metadata=readback.summary(con, t.name, result, months)
             )
         for asset in readback.CHECKS:
             yield readback.check_result(con, asset, result.run_id)
