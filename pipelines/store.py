@@ -181,6 +181,24 @@ RUN_TABLES: tuple[RunTable, ...] = (
         "run × contract",
         "The exact contract YAML behind each run.",
     ),
+    RunTable(
+        "accounting_map",
+        "run × contract × line type",
+        "The ledger account each run posts a line type to (the contract's accounting section): "
+        "what the journal export reads.",
+    ),
+    RunTable(
+        "approvals",
+        "approval event",
+        "settle approve: the run whose invoice was approved, by whom, when. Append-only; "
+        "current_approvals shows the latest per contract and month.",
+    ),
+    RunTable(
+        "disputes",
+        "dispute event (raised, then resolved)",
+        "settle dispute and settle resolve: the disputed line, amount, reason, outcome. "
+        "Append-only; current_disputes shows the latest event per dispute.",
+    ),
 )
 
 BY_NAME: dict[str, ResultTable] = {t.name: t for t in RESULT_TABLES}

@@ -8,17 +8,6 @@ WITH latest AS (
     FROM run_periods
     GROUP BY ALL
 ),
-totals AS (
-    SELECT contract_id, period, any_value(currency) AS currency, sum(amount) AS amount_due
-    FROM current_invoice_lines
-    GROUP BY ALL
-),
-recon AS (
-    SELECT contract_id, period, sum(billed_amount) AS billed, sum(difference) AS difference,
-           count(*) FILTER (WHERE status <> 'match') AS exceptions
-    FROM current_invoice_reconciliation
-    GROUP BY ALL
-),
 open_disputes AS (
     SELECT contract_id, period, count(*) AS open_disputes
     FROM current_disputes
@@ -38,9 +27,9 @@ SELECT
     l.last_run_id,
     t.currency,
     t.amount_due,
-    r.billed,
-    r.difference,
-    coalesce(r.exceptions, 0) AS exceptions,
+    t.billed,
+    t.difference,
+    t.exceptions,
     coalesce(d.open_disputes, 0) AS open_disputes,
     CASE WHEN a.run_id = c.run_id THEN a.approved_by END AS approved_by,
     CASE WHEN a.run_id = c.run_id THEN a.approved_at END AS approved_at,
@@ -48,8 +37,7 @@ SELECT
     ps.closed_how
 FROM current_run_periods c
 JOIN latest l USING (contract_id, period)
-LEFT JOIN totals t USING (contract_id, period)
-LEFT JOIN recon r USING (contract_id, period)
+LEFT JOIN current_invoice_summary t USING (contract_id, period)
 LEFT JOIN open_disputes d USING (contract_id, period)
 LEFT JOIN current_approvals a USING (contract_id, period)
 LEFT JOIN period_status ps USING (contract_id, period)
