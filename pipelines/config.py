@@ -157,12 +157,21 @@ class Pricing(Dated):
     itemise_bands: bool | None = None
 
 
+class Commitment(Dated):
+    """A minimum over a window longer than a month, trued up in the window's last month."""
+
+    over: Literal["contract_year", "calendar_year", "quarter"]
+    minimum_units: Dec | None = Field(None, gt=0)
+    minimum_charge: Dec | None = Field(None, gt=0)
+
+
 class ServiceLine(Strict):
     id: Id
     description: str | None = None
     unit: Literal["contact", "minute", "hour", "fte", "transaction"] = "contact"
     itemise_bands: bool = False
     pricing: list[Pricing] = Field(min_length=1)
+    commitments: list[Commitment] = Field(default_factory=list)
 
 
 class FixedFee(Strict):
@@ -258,6 +267,8 @@ class ServiceCredits(Strict):
     at_risk_pct: Dec | None = Field(None, ge=0, le=1)
     pool_pct: Dec = Field(Decimal(1), ge=0)
     monthly_cap_pct: Dec | None = Field(None, ge=0, le=1)
+    annual_cap_pct: Dec | None = Field(None, ge=0, le=1)
+    annual_cap_amount: Dec | None = Field(None, ge=0)
     points_to_credit_pct: list[PointsStep] | None = None
     kpis: list[Kpi] = Field(default_factory=list)
 
@@ -286,6 +297,40 @@ class GainShare(Strict):
     gates: list[Id] = Field(default_factory=list)
 
 
+class PassThrough(Strict):
+    """Costs the provider passes on at cost plus a margin, from the pass_through/ input."""
+
+    id: Id
+    description: str | None = None
+    margin_pct: Dec = Field(ZERO, ge=0, le=10)
+    in_charges: bool = False
+
+
+class OneOffCharge(Strict):
+    """A one-off fee, optionally spread over consecutive monthly instalments."""
+
+    id: Id
+    description: str | None = None
+    amount: Dec = Field(gt=0)
+    first_period: Period
+    instalments: int = Field(1, ge=1, le=120)
+    indexed: bool = False
+    in_charges: bool = False
+    agreed_on: Date | None = None
+    reason: str | None = None
+
+
+class FxSharing(Strict):
+    """Currency-risk sharing for offshore delivery (SPEC 10)."""
+
+    delivery_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    base_rate: Dec = Field(gt=0)
+    band_pct: Dec = Field(ZERO, ge=0, le=1)
+    client_share: Dec = Field(ge=0, le=1)
+    lag_months: int = Field(0, ge=0, le=24)
+    applies_to: list[Id] | None = None
+
+
 # Line types an invoice can carry; the journal posts each to an account (SPEC 7 and 11).
 LINE_TYPES = (
     "usage",
@@ -297,6 +342,11 @@ LINE_TYPES = (
     "bonus",
     "gain_share",
     "adjustment",
+    "true_up",
+    "credit_cap_refund",
+    "pass_through",
+    "one_off",
+    "fx_share",
 )
 Account = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
 
@@ -323,6 +373,10 @@ class Contract(Strict):
     indexation: Indexation | None = None
     service_credits: ServiceCredits | None = None
     gain_share: GainShare | None = None
+    contract_year_start: Period | None = None
+    pass_through: list[PassThrough] = Field(default_factory=list)
+    one_off_charges: list[OneOffCharge] = Field(default_factory=list)
+    fx_sharing: FxSharing | None = None
     accounting: Accounting | None = None
 
 
@@ -681,6 +735,7 @@ def check_rules(c: Contract, file: str) -> None:
                     )
     if c.gain_share is not None:
         _check_gain_share(c, file, set(line_ids), set(fee_ids))
+    _check_beyond_the_month(c, file, line_ids, fee_ids)
     if c.accounting is not None:
         for key, account in c.accounting.accounts.items():
             if key != "default" and key not in LINE_TYPES:
@@ -771,4 +826,85 @@ def _unique(ids: list[str], path: str, file: str, key: str = "id") -> None:
     for i, item in enumerate(ids):
         if item in seen:
             raise ConfigError(file, f"{path}[{i}].{key}", f"{item} appears twice")
+        seen.add(item)
+
+
+def _in_term(c: Contract, month: dt.date) -> bool:
+    return c.start <= month and (c.end is None or month <= c.end)
+
+
+def _check_beyond_the_month(c: Contract, file: str, line_ids: list[str], fee_ids: list[str]):
+    """SPEC 10: commitments, annual caps, pass-through, one-off charges, FX sharing."""
+    if c.contract_year_start is not None and not _in_term(c, c.contract_year_start):
+        raise ConfigError(file, "contract_year_start", "lies outside the contract's term")
+    for i, sl in enumerate(c.service_lines):
+        path = f"service_lines[{i}].commitments"
+        _check_dated(sl.commitments, path, file, c.start)
+        for j, cm in enumerate(sl.commitments):
+            if (cm.minimum_units is None) == (cm.minimum_charge is None):
+                raise ConfigError(
+                    file, f"{path}[{j}]", "give exactly one of minimum_units and minimum_charge"
+                )
+            if cm.minimum_units is not None and any(p.model == "package" for p in sl.pricing):
+                raise ConfigError(
+                    file,
+                    f"{path}[{j}].minimum_units",
+                    "a package line has no unit rate to bill a shortfall at; use minimum_charge",
+                )
+        if sl.commitments:
+            for j, p in enumerate(sl.pricing):
+                if p.minimum_units is not None or p.minimum_charge is not None:
+                    raise ConfigError(
+                        file,
+                        f"service_lines[{i}].pricing[{j}]",
+                        "a service line has either a monthly minimum (minimum_units / "
+                        "minimum_charge) or commitments, not both",
+                    )
+    sc = c.service_credits
+    if sc is not None and (sc.annual_cap_pct is not None or sc.annual_cap_amount is not None):
+        if not sc.kpis:
+            raise ConfigError(file, "service_credits", "an annual cap needs KPIs that credit")
+    _unique([p.id for p in c.pass_through], "pass_through", file)
+    _unique([o.id for o in c.one_off_charges], "one_off_charges", file)
+    taken = set(line_ids) | set(fee_ids)
+    for key, items in (("pass_through", c.pass_through), ("one_off_charges", c.one_off_charges)):
+        for i, item in enumerate(items):
+            if item.id in taken:
+                raise ConfigError(file, f"{key}[{i}].id", f"{item.id} is already used by a line")
+            taken.add(item.id)
+    for i, o in enumerate(c.one_off_charges):
+        if not _in_term(c, o.first_period):
+            raise ConfigError(
+                file, f"one_off_charges[{i}].first_period", "lies outside the contract's term"
+            )
+        if o.amount.as_tuple().exponent < -c.rounding.amount_scale:
+            raise ConfigError(
+                file,
+                f"one_off_charges[{i}].amount",
+                f"{_fmt(o.amount)} has more places than the amount scale {c.rounding.amount_scale}",
+            )
+        if o.indexed and c.indexation is None:
+            raise ConfigError(
+                file, f"one_off_charges[{i}].indexed", "the contract has no indexation section"
+            )
+    fx = c.fx_sharing
+    if fx is not None:
+        if fx.delivery_currency == c.currency:
+            raise ConfigError(
+                file, "fx_sharing.delivery_currency", f"is the contract currency {c.currency}"
+            )
+        if fx.applies_to is not None:
+            _unique_list(fx.applies_to, "fx_sharing.applies_to", file)
+            for i, item in enumerate(fx.applies_to):
+                if item not in line_ids:
+                    raise ConfigError(
+                        file, f"fx_sharing.applies_to[{i}]", f"{item} is not a service line"
+                    )
+
+
+def _unique_list(ids: list[str], path: str, file: str) -> None:
+    seen: set[str] = set()
+    for i, item in enumerate(ids):
+        if item in seen:
+            raise ConfigError(file, f"{path}[{i}]", f"{item} is listed twice")
         seen.add(item)

@@ -195,6 +195,19 @@ def compute(con: duckdb.DuckDBPyConnection, progress: Progress = _quiet) -> None
                     "(rule: each service line has a price in force every month of the term)."
                 ),
             )
+        if path.stem.endswith("terms_beyond_month"):
+            _stop_on(
+                con,
+                "calc_missing_fx_rates",
+                lambda rows: (
+                    "FX rates missing: "
+                    + "; ".join(
+                        f"{r[1]} for {fmt(r[2])} (contract {r[0]}, month {fmt(r[3])})" for r in rows
+                    )
+                    + ". Add them to fx_rates/ (rule: fx_sharing reads the rate of month - "
+                    "lag_months for every month of the term)."
+                ),
+            )
         if path.stem.endswith("kpi_results"):
             _stop_on(
                 con,

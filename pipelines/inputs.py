@@ -76,6 +76,19 @@ COLUMNS: dict[str, dict[str, tuple[pl.DataType, bool, bool]]] = {
         "rate": (DEC8, False, True),
         "amount": (DEC4, True, False),
     },
+    "pass_through": {
+        "contract_id": (pl.String, True, False),
+        "period": (pl.Date, True, False),
+        "item_id": (pl.String, True, False),
+        "description": (pl.String, False, True),
+        "cost": (DEC4, True, False),
+        "reference": (pl.String, False, True),
+    },
+    "fx_rates": {
+        "currency": (pl.String, True, False),
+        "period": (pl.Date, True, False),
+        "rate": (DEC8, True, False),
+    },
 }
 
 KEYS = {
@@ -83,6 +96,8 @@ KEYS = {
     "kpis": ["contract_id", "kpi_id", "period"],
     "index_values": ["index_id", "period"],
     "vendor_invoices": ["contract_id", "period", "line_key"],
+    "pass_through": ["contract_id", "period", "item_id", "reference"],
+    "fx_rates": ["currency", "period"],
 }
 
 _first_of_month = pa.Check(
@@ -99,8 +114,12 @@ def _schema(folder: str) -> pa.DataFrameSchema:
             checks.append(_first_of_month)
         if name in {"units", "forecast_units", "numerator", "denominator", "quantity"}:
             checks.append(pa.Check.ge(0))
-        if name == "value" and folder == "index_values":
+        if (name == "value" and folder == "index_values") or (
+            name == "rate" and folder == "fx_rates"
+        ):
             checks.append(pa.Check.gt(0))
+        if name == "currency":
+            checks.append(pa.Check.str_matches(r"^[A-Z]{3}$"))
         if name in {"contract_id", "service_line_id", "kpi_id", "index_id", "line_key"}:
             checks.append(pa.Check.str_length(min_value=1))
         columns[name] = pa.Column(dtype, checks=checks, nullable=nullable)

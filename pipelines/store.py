@@ -87,6 +87,44 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "month. sql/04_pricing.sql, from charge_bands and index_factors.",
     ),
     ResultTable(
+        "commitment_windows",
+        "calc_commitment_windows",
+        "service line × commitment window",
+        "billed_period",
+        "contract_id, billed_period, service_line_id",
+        "Commitments over a quarter or a year: the window, its months in the term, units and "
+        "usage against the prorated minimum, and the true_up line. "
+        "sql/04_terms_beyond_month.sql, from volumes/ and charge_bands.",
+    ),
+    ResultTable(
+        "one_off_instalments",
+        "calc_one_off_instalments",
+        "one-off charge × instalment",
+        "period",
+        "contract_id, period, one_off_id, instalment",
+        "One-off charges and their instalments (largest remainder, earliest first), with the "
+        "index factor applied. sql/04_terms_beyond_month.sql, from the contract terms.",
+    ),
+    ResultTable(
+        "pass_through_costs",
+        "calc_pass_through_lines",
+        "pass-through item × month",
+        "period",
+        "contract_id, period, item_order",
+        "Pass-through costs per item and month and the line cost x (1 + margin). "
+        "sql/04_terms_beyond_month.sql, from pass_through/.",
+    ),
+    ResultTable(
+        "fx_shares",
+        "calc_fx_shares",
+        "contract with fx_sharing × month",
+        "period",
+        "contract_id, period",
+        "Currency risk-sharing: the rate read, base rate, movement, shared movement, the "
+        "charges it applies to and the fx_share line. sql/04_terms_beyond_month.sql, from "
+        "fx_rates/ and charge_lines.",
+    ),
+    ResultTable(
         "kpi_results",
         "calc_kpi_results",
         "contract × KPI × month",
@@ -104,6 +142,15 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "contract_id, period, kpi_id",
         "Credits for failed KPIs: at-risk amount, severity, repeat multiplier, monthly cap, "
         "earn-back. sql/07_credits.sql, from charge_lines and kpi_results.",
+    ),
+    ResultTable(
+        "annual_credit_caps",
+        "calc_annual_credit_caps",
+        "contract × contract year",
+        "billed_period",
+        "contract_id, year_start",
+        "The annual credit cap: a contract year's charges, its credits net of earn-back, the cap "
+        "and the credit_cap_refund line. sql/07_credits_annual_cap.sql, from service_credits.",
     ),
     ResultTable(
         "gain_share",

@@ -63,6 +63,15 @@ FOLDERS: dict[str, list[tuple[str, pa.DataType]]] = {
         ("rate", DEC8),
         ("amount", DEC4),
     ],
+    "pass_through": [
+        ("contract_id", pa.string()),
+        ("period", pa.date32()),
+        ("item_id", pa.string()),
+        ("description", pa.string()),
+        ("cost", DEC4),
+        ("reference", pa.string()),
+    ],
+    "fx_rates": [("currency", pa.string()), ("period", pa.date32()), ("rate", DEC8)],
     "interactions": [
         ("contract_id", pa.string()),
         ("service_line_id", pa.string()),
@@ -136,6 +145,12 @@ class Workspace:
 
     def exclusions(self, rows: list[tuple]) -> Path:
         return self.write("exclusions", rows)
+
+    def pass_through(self, rows: list[tuple]) -> Path:
+        return self.write("pass_through", rows)
+
+    def fx_rates(self, rows: list[tuple]) -> Path:
+        return self.write("fx_rates", rows)
 
     def interactions(self, rows: list[tuple], name: str = "part.parquet") -> Path:
         return self.write("interactions", rows, name)
