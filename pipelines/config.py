@@ -861,9 +861,11 @@ def _check_beyond_the_month(c: Contract, file: str, line_ids: list[str], fee_ids
                         "minimum_charge) or commitments, not both",
                     )
     sc = c.service_credits
-    if sc is not None and (sc.annual_cap_pct is not None or sc.annual_cap_amount is not None):
-        if not sc.kpis:
-            raise ConfigError(file, "service_credits", "an annual cap needs KPIs that credit")
+    has_annual_cap = sc is not None and (
+        sc.annual_cap_pct is not None or sc.annual_cap_amount is not None
+    )
+    if has_annual_cap and not sc.kpis:
+        raise ConfigError(file, "service_credits", "an annual cap needs KPIs that credit")
     _unique([p.id for p in c.pass_through], "pass_through", file)
     _unique([o.id for o in c.one_off_charges], "one_off_charges", file)
     taken = set(line_ids) | set(fee_ids)
