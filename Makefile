@@ -26,7 +26,8 @@ demo: setup dagster-home
 	rm -f $(DB) $(DB).wal
 	$(BIN)/settle validate
 	$(BIN)/settle run --period 2024-01 --to 2025-06 --as-known-at 2025-07-10 --db $(DB) --dagster-home $(DAGSTER_HOME_DIR) > /dev/null
-	$(BIN)/settle close --period 2024-01 --to 2025-06 --db $(DB) > /dev/null
+	$(BIN)/settle approve --period 2024-01 --to 2025-06 --by demo --db $(DB) > /dev/null
+	$(BIN)/settle close --period 2024-01 --to 2025-06 --by demo --db $(DB) > /dev/null
 	$(BIN)/settle run --period 2025-07 --to $(DEMO_MONTH) --db $(DB) --dagster-home $(DAGSTER_HOME_DIR)
 	$(BIN)/settle report --period $(DEMO_MONTH) --format html --db $(DB)
 	$(BIN)/settle report --period $(DEMO_MONTH) --format xlsx --db $(DB)

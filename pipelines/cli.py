@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from . import engine
+from .cli_workflow import COMMANDS, db_option, emit, json_option
 from .errors import BUG_EXIT, SettleError, bug_message, write_traceback
 from .periods import date_arg, fmt, period_arg
 
@@ -125,11 +126,12 @@ def main(debug: bool) -> None:
 
 @main.command()
 @_common
-def validate(contracts: Path, data: Path, db: Path) -> None:
+@json_option
+def validate(contracts: Path, data: Path, db: Path, as_json: bool) -> None:
     """Check every contract and input file; exit 1 with the first error."""
     counts = engine.validate(contracts, data, _progress)
     summary = ", ".join(f"{n} {k}" for k, n in counts.items())
-    click.echo(f"OK: {summary}")
+    emit(as_json, {"ok": True, "counts": counts}, f"OK: {summary}")
 
 
 @main.command()
@@ -168,6 +170,7 @@ def validate(contracts: Path, data: Path, db: Path) -> None:
     help="Record the run as materialisations in this Dagster instance (default: DAGSTER_HOME, "
     "if set).",
 )
+@json_option
 def run(
     contracts,
     data,
@@ -180,6 +183,7 @@ def run(
     interactions_engine,
     counts_dir,
     dagster_home,
+    as_json,
 ) -> None:
     """Settle one month or a range as one run."""
     first = period_arg(period)
@@ -189,16 +193,47 @@ def run(
         first, last, contract_ids, known_at, dry_run, interactions_engine, counts_dir
     )
     result = engine.settle(contracts, data, db, request, _progress)
-    _print_result(result, db, dry_run)
+    human = _result_text(result, db, dry_run, first, last)
+    document = {
+        "run_id": result.run_id,
+        "mode": result.mode,
+        "dry_run": dry_run,
+        "written_months": result.written_months,
+        "invoices": result.invoices,
+        "reconciliation": result.reconciliation,
+        "adjustments": result.adjustments,
+    }
+    emit(as_json, document, human)
     if not dry_run and result.run_id is not None:
         from .orchestration.record import record_cli_run
 
         line = record_cli_run(db, result.run_id, dagster_home)
         if line:
-            click.echo(line, err=line.startswith("warning"))
+            click.echo(line, err=line.startswith("warning") or as_json)
 
 
-def _print_result(result: engine.RunResult, db: Path, dry_run: bool) -> None:
+def _result_text(result, db: Path, dry_run: bool, first, last) -> str:
+    out: list[str] = []
+    beyond = sorted(
+        {
+            (i["contract_id"], i["period"])
+            for i in result.invoices
+            if not first <= i["period"] <= last
+        }
+    )
+    if beyond:
+        out.append(
+            "Requested months are closed: their restated figures are billed on the next open "
+            "month, which this run therefore settled too: "
+            + ", ".join(f"{c} {fmt(p)}" for c, p in beyond)
+        )
+        out.append("")
+    out.append(_invoice_table(result, db, dry_run))
+    return "\n".join(out)
+
+
+def _invoice_table(result: engine.RunResult, db: Path, dry_run: bool) -> str:
+    out: list[str] = []
     recon = {(r["contract_id"], r["period"]): r for r in result.reconciliation}
     rows = []
     for inv in result.invoices:
@@ -231,19 +266,20 @@ def _print_result(result: engine.RunResult, db: Path, dry_run: bool) -> None:
         "difference",
         "exceptions",
     ]
-    click.echo(_table(headers, rows))
+    out.append(_table(headers, rows))
     if result.adjustments:
-        click.echo("")
-        click.echo("Adjustments for restated closed months:")
+        out.append("")
+        out.append("Adjustments for restated closed months:")
         for a in result.adjustments:
-            click.echo(
+            out.append(
                 f"  {a['contract_id']} {fmt(a['period'])} {a['line_key']}: {_money(a['delta'])} "
                 f"billed in {fmt(a['billed_in_period'])} ({a['reason']})"
             )
     what = "dry run: nothing written" if dry_run else f"run {result.run_id} ({result.mode}) -> {db}"
-    click.echo(
+    out.append(
         f"\n{len(result.invoices)} invoices over {result.written_months} contract-months; {what}"
     )
+    return "\n".join(out)
 
 
 @main.command()
@@ -251,22 +287,39 @@ def _print_result(result: engine.RunResult, db: Path, dry_run: bool) -> None:
 @click.option("--period", "period", required=True, help="Month to close (YYYY-MM).")
 @click.option("--to", "to", default=None, help="Last month of a range to close (YYYY-MM).")
 @_contract_option
-def close(contracts, data, db, period, to, contract_ids) -> None:
-    """Close (lock) months: their current figures become final."""
-    last = period_arg(to, "--to") if to is not None else None
-    closed = engine.close(db, period_arg(period), contract_ids, _progress, last)
-    for contract_id, month, run_id in closed:
-        click.echo(f"closed {contract_id} {fmt(month)} at run {run_id}")
-    if not closed:
-        click.echo("nothing to close")
+@click.option(
+    "--force", is_flag=True, help="Close months that are neither approved nor fully disputed."
+)
+@click.option("--by", "by", default=None, help="Who closes (default: the login name).")
+@json_option
+def close(contracts, data, db, period, to, contract_ids, force, by, as_json) -> None:
+    """Close (lock) approved or fully disputed months: their current figures become final."""
+    from .workflow import default_user
+
+    closed = engine.close(
+        db,
+        period_arg(period),
+        contract_ids,
+        _progress,
+        period_arg(to, "--to") if to is not None else None,
+        force=force,
+        by=by or default_user(),
+    )
+    human = "\n".join(
+        f"closed {c.contract_id} {fmt(c.period)} at run {c.run_id} ({c.how})"
+        if c.how != "already closed"
+        else f"{c.contract_id} {fmt(c.period)} was already closed"
+        for c in closed
+    )
+    emit(as_json, {"closed": [vars(c) for c in closed]}, human or "nothing to close")
 
 
 @main.command()
-@_common
+@db_option
 @click.option("--contract", "contract_id", required=True, help="Contract id.")
 @click.option("--period", "period", required=True, help="Month (YYYY-MM).")
 @click.option("--line", "line_key", default=None, help="Only this line key (e.g. usage:voice).")
-def explain(contracts, data, db, contract_id, period, line_key) -> None:
+def explain(db, contract_id, period, line_key) -> None:
     """How each invoice line was derived, from the database alone (opened read-only)."""
     from .explain import explain as explain_lines
 
@@ -274,7 +327,7 @@ def explain(contracts, data, db, contract_id, period, line_key) -> None:
 
 
 @main.command()
-@_common
+@db_option
 @click.option("--period", "period", required=True, help="Month (YYYY-MM).")
 @click.option(
     "--format",
@@ -291,12 +344,16 @@ def explain(contracts, data, db, contract_id, period, line_key) -> None:
     type=click.Path(path_type=Path),
     help="Output file (default reports/settlement_pack_YYYY-MM.<format>).",
 )
-def report(contracts, data, db, period, pack_format, out) -> None:
+def report(db, period, pack_format, out) -> None:
     """The settlement pack for sign-off, from the database alone (opened read-only)."""
     from .report import write_pack
 
     path = write_pack(db, period_arg(period), pack_format, out, _progress)
     click.echo(f"settlement pack {period} ({pack_format}) -> {path}")
+
+
+for _command in COMMANDS:
+    main.add_command(_command)
 
 
 def entry() -> None:

@@ -167,12 +167,21 @@ class Pricing(Dated):
     itemise_bands: Flag | None = None
 
 
+class Commitment(Dated):
+    """A minimum over a window longer than a month, trued up in the window's last month."""
+
+    over: Literal["contract_year", "calendar_year", "quarter"]
+    minimum_units: Dec | None = Field(None, gt=0)
+    minimum_charge: Dec | None = Field(None, gt=0)
+
+
 class ServiceLine(Strict):
     id: Id
     description: str | None = None
     unit: Literal["contact", "minute", "hour", "fte", "transaction"] = "contact"
     itemise_bands: Flag = False
     pricing: list[Pricing] = Field(min_length=1)
+    commitments: list[Commitment] = Field(default_factory=list)
 
 
 class FixedFee(Strict):
@@ -277,6 +286,8 @@ class ServiceCredits(Strict):
     at_risk_pct: Dec | None = Field(None, ge=0, le=1)
     pool_pct: Dec = Field(Decimal(1), ge=0)
     monthly_cap_pct: Dec | None = Field(None, ge=0, le=1)
+    annual_cap_pct: Dec | None = Field(None, ge=0, le=1)
+    annual_cap_amount: Dec | None = Field(None, ge=0)
     points_to_credit_pct: list[PointsStep] | None = None
     kpis: list[Kpi] = Field(default_factory=list)
 
@@ -305,6 +316,68 @@ class GainShare(Strict):
     gates: list[Id] = Field(default_factory=list)
 
 
+class PassThrough(Strict):
+    """Costs the provider passes on at cost plus a margin, from the pass_through/ input."""
+
+    id: Id
+    description: str | None = None
+    margin_pct: Dec = Field(ZERO, ge=0, le=10)
+    in_charges: bool = False
+
+
+class OneOffCharge(Strict):
+    """A one-off fee, optionally spread over consecutive monthly instalments."""
+
+    id: Id
+    description: str | None = None
+    amount: Dec = Field(gt=0)
+    first_period: Period
+    instalments: int = Field(1, ge=1, le=120)
+    indexed: bool = False
+    in_charges: bool = False
+    agreed_on: Date | None = None
+    reason: str | None = None
+
+
+class FxSharing(Strict):
+    """Currency-risk sharing for offshore delivery (SPEC 10)."""
+
+    delivery_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    base_rate: Dec = Field(gt=0)
+    band_pct: Dec = Field(ZERO, ge=0, le=1)
+    client_share: Dec = Field(ge=0, le=1)
+    lag_months: int = Field(0, ge=0, le=24)
+    applies_to: list[Id] | None = None
+
+
+# Line types an invoice can carry; the journal posts each to an account (SPEC 7 and 11).
+LINE_TYPES = (
+    "usage",
+    "fixed_fee",
+    "minimum",
+    "surge",
+    "credit",
+    "earn_back",
+    "bonus",
+    "gain_share",
+    "adjustment",
+    "true_up",
+    "credit_cap_refund",
+    "pass_through",
+    "one_off",
+    "fx_share",
+)
+Account = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
+
+
+class Accounting(Strict):
+    """Where the journal export posts each line type (SPEC 11); `default` catches the rest."""
+
+    supplier_id: Account | None = None
+    cost_centre: Account | None = None
+    accounts: dict[str, Account] = Field(min_length=1)
+
+
 class Contract(Strict):
     contract_id: Id
     client: str | None = None
@@ -319,6 +392,11 @@ class Contract(Strict):
     indexation: Indexation | None = None
     service_credits: ServiceCredits | None = None
     gain_share: GainShare | None = None
+    contract_year_start: Period | None = None
+    pass_through: list[PassThrough] = Field(default_factory=list)
+    one_off_charges: list[OneOffCharge] = Field(default_factory=list)
+    fx_sharing: FxSharing | None = None
+    accounting: Accounting | None = None
 
 
 class LoadedContract(BaseModel):
@@ -487,7 +565,8 @@ def _resolve_defaults(c: Contract) -> Contract:
     ALWAYS_KNOWN, a fee's `effective_from` to the contract start, a pricing entry's
     `itemise_bands` to its service line's, `indexation.applies_to` to every service line and every
     fee marked `indexed`, a single index's `indexed_share` to 1, `monthly_cap_pct` to
-    `at_risk_pct`, and `pain_tiers` to `tiers`."""
+    `at_risk_pct`, `pain_tiers` to `tiers`, `contract_year_start` to `start` and
+    `fx_sharing.applies_to` to every service line."""
 
     def dated(entry: Any, **more: Any) -> Any:
         if entry.agreed_on is None:
@@ -505,6 +584,7 @@ def _resolve_defaults(c: Contract) -> Contract:
                     )
                     for p in sl.pricing
                 ],
+                "commitments": [dated(cm) for cm in sl.commitments],
             }
         )
         for sl in c.service_lines
@@ -544,6 +624,17 @@ def _resolve_defaults(c: Contract) -> Contract:
                 "pain_tiers": gs.pain_tiers if gs.pain_tiers is not None else gs.tiers,
             }
         )
+    update["contract_year_start"] = c.contract_year_start or c.start
+    update["pass_through"] = [
+        p.model_copy(update={"description": p.description or p.id}) for p in c.pass_through
+    ]
+    update["one_off_charges"] = [
+        dated(o, description=o.description or o.id) for o in c.one_off_charges
+    ]
+    fx = c.fx_sharing
+    if fx is not None and fx.applies_to is None:
+        every_line = [sl.id for sl in c.service_lines]
+        update["fx_sharing"] = fx.model_copy(update={"applies_to": every_line})
     return c.model_copy(update=update)
 
 
@@ -761,6 +852,17 @@ def check_rules(c: Contract, file: str) -> None:
                     )
     if c.gain_share is not None:
         _check_gain_share(c, file, set(line_ids), set(fee_ids))
+    _check_beyond_the_month(c, file, line_ids, fee_ids)
+    if c.accounting is not None:
+        for key, account in c.accounting.accounts.items():
+            if key != "default" and key not in LINE_TYPES:
+                raise ConfigError(
+                    file,
+                    f"accounting.accounts.{key}",
+                    f"not a line type; use one of {', '.join(LINE_TYPES)} or default",
+                )
+            if not account.strip():
+                raise ConfigError(file, f"accounting.accounts.{key}", "the account is empty")
 
 
 def _check_fee_history(c: Contract, file: str) -> None:
@@ -854,3 +956,86 @@ def _unique(ids: list[str], path: str, file: str, key: str | None = "id") -> Non
             where = f"{path}[{i}].{key}" if key else f"{path}[{i}]"
             raise ConfigError(file, where, f"{item} appears twice (first at {path}[{seen[item]}])")
         seen[item] = i
+
+
+def _in_term(c: Contract, month: dt.date) -> bool:
+    return c.start <= month and (c.end is None or month <= c.end)
+
+
+def _check_beyond_the_month(c: Contract, file: str, line_ids: list[str], fee_ids: list[str]):
+    """SPEC 10: commitments, annual caps, pass-through, one-off charges, FX sharing."""
+    if c.contract_year_start is not None and not _in_term(c, c.contract_year_start):
+        raise ConfigError(file, "contract_year_start", "lies outside the contract's term")
+    for i, sl in enumerate(c.service_lines):
+        path = f"service_lines[{i}].commitments"
+        _check_dated(sl.commitments, path, file, c.start)
+        for j, cm in enumerate(sl.commitments):
+            if (cm.minimum_units is None) == (cm.minimum_charge is None):
+                raise ConfigError(
+                    file, f"{path}[{j}]", "give exactly one of minimum_units and minimum_charge"
+                )
+            if cm.minimum_units is not None and any(p.model == "package" for p in sl.pricing):
+                raise ConfigError(
+                    file,
+                    f"{path}[{j}].minimum_units",
+                    "a package line has no unit rate to bill a shortfall at; use minimum_charge",
+                )
+        if sl.commitments:
+            for j, p in enumerate(sl.pricing):
+                if p.minimum_units is not None or p.minimum_charge is not None:
+                    raise ConfigError(
+                        file,
+                        f"service_lines[{i}].pricing[{j}]",
+                        "a service line has either a monthly minimum (minimum_units / "
+                        "minimum_charge) or commitments, not both",
+                    )
+    sc = c.service_credits
+    has_annual_cap = sc is not None and (
+        sc.annual_cap_pct is not None or sc.annual_cap_amount is not None
+    )
+    if has_annual_cap and not sc.kpis:
+        raise ConfigError(file, "service_credits", "an annual cap needs KPIs that credit")
+    _unique([p.id for p in c.pass_through], "pass_through", file)
+    _unique([o.id for o in c.one_off_charges], "one_off_charges", file)
+    taken = set(line_ids) | set(fee_ids)
+    for key, items in (("pass_through", c.pass_through), ("one_off_charges", c.one_off_charges)):
+        for i, item in enumerate(items):
+            if item.id in taken:
+                raise ConfigError(file, f"{key}[{i}].id", f"{item.id} is already used by a line")
+            taken.add(item.id)
+    for i, o in enumerate(c.one_off_charges):
+        if not _in_term(c, o.first_period):
+            raise ConfigError(
+                file, f"one_off_charges[{i}].first_period", "lies outside the contract's term"
+            )
+        if o.amount.as_tuple().exponent < -c.rounding.amount_scale:
+            raise ConfigError(
+                file,
+                f"one_off_charges[{i}].amount",
+                f"{_fmt(o.amount)} has more places than the amount scale {c.rounding.amount_scale}",
+            )
+        if o.indexed and c.indexation is None:
+            raise ConfigError(
+                file, f"one_off_charges[{i}].indexed", "the contract has no indexation section"
+            )
+    fx = c.fx_sharing
+    if fx is not None:
+        if fx.delivery_currency == c.currency:
+            raise ConfigError(
+                file, "fx_sharing.delivery_currency", f"is the contract currency {c.currency}"
+            )
+        if fx.applies_to is not None:
+            _unique_list(fx.applies_to, "fx_sharing.applies_to", file)
+            for i, item in enumerate(fx.applies_to):
+                if item not in line_ids:
+                    raise ConfigError(
+                        file, f"fx_sharing.applies_to[{i}]", f"{item} is not a service line"
+                    )
+
+
+def _unique_list(ids: list[str], path: str, file: str) -> None:
+    seen: set[str] = set()
+    for i, item in enumerate(ids):
+        if item in seen:
+            raise ConfigError(file, f"{path}[{i}]", f"{item} is listed twice")
+        seen.add(item)

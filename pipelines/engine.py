@@ -462,6 +462,7 @@ def settle(
         c for c in contracts if not request.contract_ids or c.contract_id in request.contract_ids
     ]
     progress(f"validated {len(contracts)} contracts and inputs ({time.perf_counter() - t0:.2f}s)")
+    _require_in_term(selected, request)
     mode = "settle"
 
     with write_transaction(db_path, commit=not request.dry_run) as con:
@@ -503,6 +504,22 @@ def settle(
     return result
 
 
+def _require_in_term(selected: list[LoadedContract], request: RunRequest) -> None:
+    """A request that no selected contract's term reaches stops before anything is computed."""
+    for c in selected:
+        end = c.terms.end or FAR_FUTURE
+        if c.terms.start <= request.period_to and request.period_from <= end:
+            return
+    terms = "; ".join(
+        f"{c.contract_id} {fmt(c.terms.start)}..{fmt(c.terms.end) if c.terms.end else 'open'}"
+        for c in sorted(selected, key=lambda c: c.contract_id)[:10]
+    )
+    raise SettleError(
+        f"{fmt(request.period_from)}..{fmt(request.period_to)} lies outside the term of every "
+        f"selected contract ({terms}); nothing to settle"
+    )
+
+
 def _store(
     con: duckdb.DuckDBPyConnection,
     run_id: int,
@@ -524,8 +541,8 @@ def _store(
     if mode == "settle":
         con.execute(
             """
-            INSERT INTO period_status
-            SELECT w.contract_id, w.period, 'open', NULL, NULL
+            INSERT INTO period_status (contract_id, period, status)
+            SELECT w.contract_id, w.period, 'open'
             FROM calc_writes w
             LEFT JOIN period_status s USING (contract_id, period)
             WHERE s.contract_id IS NULL
@@ -536,6 +553,12 @@ def _store(
         "INSERT INTO run_terms SELECT ?, e.* FROM cfg_dated_entries e "
         "JOIN run_contracts USING (contract_id) "
         "ORDER BY contract_id, kind, item_id, effective_from",
+        [run_id],
+    )
+    con.execute(
+        "INSERT INTO accounting_map SELECT ?, a.contract_id, a.supplier_id, a.cost_centre, "
+        "a.line_type, a.account FROM cfg_accounting a JOIN run_contracts USING (contract_id) "
+        "ORDER BY a.contract_id, a.line_type",
         [run_id],
     )
     ordered = sorted(selected, key=lambda c: c.contract_id)
@@ -598,7 +621,34 @@ def _summarise(con: duckdb.DuckDBPyConnection, run_id: int, mode: str, written: 
     return RunResult(run_id, mode, written, invoices, adjustments, recon)
 
 
-def _close_month(con, period: dt.date, contract_ids: set[str] | None, progress: Progress):
+def close_gate(
+    con: duckdb.DuckDBPyConnection, contract_id: str, period: dt.date, run_id: int
+) -> tuple[str | None, str]:
+    """What lets a contract-month close ('approved' or 'disputed'), or None and what blocks it."""
+    approved, exceptions, undisputed = con.execute(
+        (SQL_DIR / "close_gate.sql").read_text(), [run_id, contract_id, period]
+    ).fetchone()
+    if approved:
+        return "approved", ""
+    if exceptions and not undisputed:
+        return "disputed", ""
+    if undisputed:
+        return None, f"not approved, exceptions not disputed: {', '.join(undisputed)}"
+    return None, "not approved"
+
+
+@dataclass
+class Closed:
+    contract_id: str
+    period: dt.date
+    run_id: int
+    how: str  # approved | disputed | forced | already closed
+
+
+def _close_month(
+    con, period: dt.date, contract_ids: set[str] | None, progress: Progress
+) -> list[tuple[str, int, str]]:
+    """The contract-months of one month to close: (contract, run, status) after checks."""
     candidates = con.execute(
         """
         SELECT s.contract_id, s.status, c.run_id
@@ -617,21 +667,7 @@ def _close_month(con, period: dt.date, contract_ids: set[str] | None, progress: 
             f"cannot close {fmt(period)} for {', '.join(missing) or 'any contract'}: the month "
             "has not been settled yet (run `settle run` first). Nothing was closed."
         )
-    closed = []
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    for contract_id, status, run_id in candidates:
-        if contract_id not in wanted:
-            continue
-        if status == "closed":
-            progress(f"{contract_id} {fmt(period)} is already closed")
-            continue
-        con.execute(
-            "UPDATE period_status SET status = 'closed', closed_at = ?, closed_run_id = ? "
-            "WHERE contract_id = ? AND period = ? AND status = 'open'",
-            [now, run_id, contract_id, period],
-        )
-        closed.append((contract_id, period, run_id))
-    return closed
+    return [(cid, run_id, status) for cid, status, run_id in candidates if cid in wanted]
 
 
 def close(
@@ -640,16 +676,52 @@ def close(
     contract_ids: set[str] | None = None,
     progress: Progress = _quiet,
     to: dt.date | None = None,
-) -> list[tuple[str, dt.date, int]]:
-    """Lock months: the current run of each becomes its closing run, for good."""
-    if not Path(check_db_path(db_path)).exists():
+    force: bool = False,
+    by: str | None = None,
+) -> list[Closed]:
+    """Lock months: the current run of each becomes its closing run, for good.
+
+    A contract-month closes when its current invoice is approved or every reconciliation
+    exception of it is disputed (SPEC 11); otherwise nothing at all is closed and the error names
+    each one, unless `force`, which closes them anyway and records that it was forced."""
+    if not Path(check_db_path(db_path)).is_file():
         raise SettleError(
             f"{db_path}: no such database, so nothing to close; settle the month first "
             "(`settle run`). Nothing was written."
         )
     with write_transaction(db_path) as con:
         ensure_schema(con)
-        closed = []
+        plan: list[Closed] = []
+        refused: list[str] = []
         for month in month_range(period, to or period):
-            closed += _close_month(con, month, contract_ids, progress)
-    return closed
+            for contract_id, run_id, status in _close_month(con, month, contract_ids, progress):
+                if status == "closed":
+                    progress(f"{contract_id} {fmt(month)} is already closed")
+                    plan.append(Closed(contract_id, month, run_id, "already closed"))
+                    continue
+                how, why = close_gate(con, contract_id, month, run_id)
+                if how is None:
+                    if not force:
+                        refused.append(f"{contract_id} {fmt(month)} ({why})")
+                        continue
+                    how = "forced"
+                plan.append(Closed(contract_id, month, run_id, how))
+        if refused:
+            raise SettleError(
+                f"cannot close {len(refused)} contract-month(s) that are neither approved nor "
+                f"fully disputed: {'; '.join(refused[:10])}"
+                f"{' ...' if len(refused) > 10 else ''}. Approve them (`settle approve`), "
+                "dispute their exceptions (`settle dispute`), or close with --force. "
+                "Nothing was closed."
+            )
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        for c in plan:
+            if c.how == "already closed":
+                continue
+            con.execute(
+                "UPDATE period_status SET status = 'closed', closed_at = ?, closed_run_id = ?, "
+                "closed_how = ?, closed_by = ? "
+                "WHERE contract_id = ? AND period = ? AND status = 'open'",
+                [now, c.run_id, c.how, by, c.contract_id, c.period],
+            )
+    return plan

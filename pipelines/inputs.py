@@ -88,6 +88,19 @@ COLUMNS: dict[str, dict[str, tuple[pl.DataType, bool, bool]]] = {
         "rate": (DEC8, False, True),
         "amount": (DEC4, True, False),
     },
+    "pass_through": {
+        "contract_id": (pl.String, True, False),
+        "period": (pl.Date, True, False),
+        "item_id": (pl.String, True, False),
+        "description": (pl.String, False, True),
+        "cost": (DEC4, True, False),
+        "reference": (pl.String, False, True),
+    },
+    "fx_rates": {
+        "currency": (pl.String, True, False),
+        "period": (pl.Date, True, False),
+        "rate": (DEC8, True, False),
+    },
 }
 
 # Declared ranges of the numeric columns (inclusive; index values must be above 0). They keep every
@@ -108,9 +121,12 @@ RANGES: dict[str, dict[str, tuple[int, int]]] = {
         "rate": (-(10**6), 10**6),
         "amount": (-(10**13), 10**13),
     },
+    # a pass-through cost may be a credit from the supplier (negative)
+    "pass_through": {"cost": (-(10**13), 10**13)},
+    "fx_rates": {"rate": (0, 10**6)},
 }
-# columns whose lower bound is excluded (an index value of 0 would divide by zero)
-ABOVE_LOW = {("index_values", "value")}
+# columns whose lower bound is excluded (an index value or FX rate of 0 would divide by zero)
+ABOVE_LOW = {("index_values", "value"), ("fx_rates", "rate")}
 
 # KPI kind -> (smallest, largest, whole numbers only) input value
 KPI_KINDS: dict[str, tuple[int, int, bool]] = {
@@ -142,6 +158,8 @@ KEYS = {
     "kpis": ["contract_id", "kpi_id", "period"],
     "index_values": ["index_id", "period"],
     "vendor_invoices": ["contract_id", "period", "line_key"],
+    "pass_through": ["contract_id", "period", "item_id", "reference"],
+    "fx_rates": ["currency", "period"],
 }
 
 _first_of_month = pa.Check(
@@ -160,6 +178,8 @@ def _schema(folder: str) -> pa.DataFrameSchema:
             low, high = RANGES[folder][name]
             above = (folder, name) in ABOVE_LOW
             checks += [pa.Check.gt(low) if above else pa.Check.ge(low), pa.Check.le(high)]
+        if name == "currency":
+            checks.append(pa.Check.str_matches(r"^[A-Z]{3}$"))
         if name in {"contract_id", "service_line_id", "kpi_id", "index_id", "line_key"}:
             checks.append(pa.Check.str_length(min_value=1))
         columns[name] = pa.Column(_wide(dtype), checks=checks, nullable=nullable)

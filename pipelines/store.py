@@ -93,7 +93,13 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "contract_id, period, sort_order, line_key",
         "Charges before credits: usage, fixed fee, minimum and surge lines per contract and "
         "month. sql/04_pricing.sql, from charge_bands and index_factors.",
-        upstream=("charge_bands", "index_factors"),
+        upstream=(
+            "charge_bands",
+            "index_factors",
+            "commitment_windows",
+            "one_off_instalments",
+            "pass_through_costs",
+        ),
     ),
     ResultTable(
         "interaction_counts",
@@ -106,6 +112,48 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "closing run's unless its files changed.",
         settle_asset=False,
         upstream=("interactions/", "exclusions/"),
+    ),
+    ResultTable(
+        "commitment_windows",
+        "calc_commitment_windows",
+        "service line × commitment window",
+        "billed_period",
+        "contract_id, billed_period, service_line_id",
+        "Commitments over a quarter or a year: the window, its months in the term, units and "
+        "usage against the prorated minimum, and the true_up line. "
+        "sql/04_terms_beyond_month.sql, from volumes/ and charge_bands.",
+        upstream=("volumes/", "charge_bands", "index_factors"),
+    ),
+    ResultTable(
+        "one_off_instalments",
+        "calc_one_off_instalments",
+        "one-off charge × instalment",
+        "period",
+        "contract_id, period, one_off_id, instalment",
+        "One-off charges and their instalments (largest remainder, earliest first), with the "
+        "index factor applied. sql/04_terms_beyond_month.sql, from the contract terms.",
+        upstream=("index_factors",),
+    ),
+    ResultTable(
+        "pass_through_costs",
+        "calc_pass_through_lines",
+        "pass-through item × month",
+        "period",
+        "contract_id, period, item_order",
+        "Pass-through costs per item and month and the line cost x (1 + margin). "
+        "sql/04_terms_beyond_month.sql, from pass_through/.",
+        upstream=("pass_through/",),
+    ),
+    ResultTable(
+        "fx_shares",
+        "calc_fx_shares",
+        "contract with fx_sharing × month",
+        "period",
+        "contract_id, period",
+        "Currency risk-sharing: the rate read, base rate, movement, shared movement, the "
+        "charges it applies to and the fx_share line. sql/04_terms_beyond_month.sql, from "
+        "fx_rates/ and charge_lines.",
+        upstream=("fx_rates/", "charge_lines", "commitment_windows"),
     ),
     ResultTable(
         "kpi_results",
@@ -127,6 +175,16 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "Credits for failed KPIs: at-risk amount, severity, repeat multiplier, monthly cap, "
         "earn-back. sql/07_credits.sql, from charge_lines and kpi_results.",
         upstream=("charge_lines", "kpi_results"),
+    ),
+    ResultTable(
+        "annual_credit_caps",
+        "calc_annual_credit_caps",
+        "contract × contract year",
+        "billed_period",
+        "contract_id, year_start",
+        "The annual credit cap: a contract year's charges, its credits net of earn-back, the cap "
+        "and the credit_cap_refund line. sql/07_credits_annual_cap.sql, from service_credits.",
+        upstream=("charge_lines", "service_credits"),
     ),
     ResultTable(
         "gain_share",
@@ -168,7 +226,16 @@ RESULT_TABLES: tuple[ResultTable, ...] = (
         "The invoice the contract says is due, line by line, each amount rounded once. "
         "sql/09_invoice.sql and sql/10_adjustments.sql, from charge_lines, service_credits, "
         "gain_share and adjustments.",
-        upstream=("charge_lines", "service_credits", "gain_share", "adjustments"),
+        upstream=(
+            "charge_lines",
+            "service_credits",
+            "annual_credit_caps",
+            "gain_share",
+            "adjustments",
+            "one_off_instalments",
+            "pass_through_costs",
+            "fx_shares",
+        ),
     ),
     ResultTable(
         "invoice_reconciliation",
@@ -214,6 +281,24 @@ RUN_TABLES: tuple[RunTable, ...] = (
         "run × input file",
         "The input files each run read (or left unopened, for closed months), with size, "
         "mtime, sha256 and the month of a period= folder.",
+    ),
+    RunTable(
+        "accounting_map",
+        "run × contract × line type",
+        "The ledger account each run posts a line type to (the contract's accounting section): "
+        "what the journal export reads.",
+    ),
+    RunTable(
+        "approvals",
+        "approval event",
+        "settle approve: the run whose invoice was approved, by whom, when. Append-only; "
+        "current_approvals shows the latest per contract and month.",
+    ),
+    RunTable(
+        "disputes",
+        "dispute event (raised, then resolved)",
+        "settle dispute and settle resolve: the disputed line, amount, reason, outcome. "
+        "Append-only; current_disputes shows the latest event per dispute.",
     ),
 )
 

@@ -42,6 +42,7 @@ SCHEMAS: dict[str, dict[str, pa.DataType]] = {
         "config_sha256": STR,
         "has_credits": BOOL,
         "contract_order": INT,
+        "contract_year_start": DATE,
     },
     "cfg_service_lines": {
         "contract_id": STR,
@@ -107,6 +108,8 @@ SCHEMAS: dict[str, dict[str, pa.DataType]] = {
         "at_risk_pct": NUM,
         "pool_pct": NUM,
         "monthly_cap_pct": NUM,
+        "annual_cap_pct": NUM,
+        "annual_cap_amount": NUM,
     },
     "cfg_points_to_credit": {"contract_id": STR, "from_points": NUM, "pct": NUM},
     "cfg_kpis": {
@@ -182,6 +185,51 @@ SCHEMAS: dict[str, dict[str, pa.DataType]] = {
     "cfg_gain_gates": {"contract_id": STR, "kpi_id": STR},
     # Every effective-dated entry with a fingerprint of its terms: stored with each run
     # (run_terms), so a restatement can name the entries its closing run did not have.
+    "cfg_commitments": {
+        "contract_id": STR,
+        "service_line_id": STR,
+        "effective_from": DATE,
+        "agreed_on": DATE,
+        "over": STR,
+        "minimum_units": NUM,
+        "minimum_charge": NUM,
+    },
+    "cfg_pass_through": {
+        "contract_id": STR,
+        "item_id": STR,
+        "description": STR,
+        "margin_pct": NUM,
+        "in_charges": BOOL,
+        "item_order": INT,
+    },
+    "cfg_one_offs": {
+        "contract_id": STR,
+        "one_off_id": STR,
+        "description": STR,
+        "amount": NUM,
+        "first_period": DATE,
+        "instalments": INT,
+        "indexed": BOOL,
+        "in_charges": BOOL,
+        "agreed_on": DATE,
+        "item_order": INT,
+    },
+    "cfg_fx_sharing": {
+        "contract_id": STR,
+        "delivery_currency": STR,
+        "base_rate": NUM,
+        "band_pct": NUM,
+        "client_share": NUM,
+        "lag_months": INT,
+    },
+    "cfg_fx_lines": {"contract_id": STR, "service_line_id": STR},
+    "cfg_accounting": {
+        "contract_id": STR,
+        "supplier_id": STR,
+        "cost_centre": STR,
+        "line_type": STR,
+        "account": STR,
+    },
     "cfg_dated_entries": {
         "contract_id": STR,
         "kind": STR,
@@ -250,6 +298,21 @@ def _dated_entries(cid: str, c: Contract) -> list[dict[str, Any]]:
         out += [_dated(cid, "target", k.id, t) for t in k.target]
     if c.gain_share is not None:
         out += [_dated(cid, "baseline", "gain_share", b) for b in c.gain_share.baselines]
+    for sl in c.service_lines:
+        out += [_dated(cid, "commitment", sl.id, cm) for cm in sl.commitments]
+    for o in c.one_off_charges:
+        text = o.model_dump_json(exclude={"agreed_on", "reason"})
+        out.append(
+            {
+                "contract_id": cid,
+                "kind": "one_off",
+                "item_id": o.id,
+                "effective_from": o.first_period,
+                "agreed_on": o.agreed_on,
+                "reason": o.reason,
+                "fingerprint": hashlib.sha256(text.encode()).hexdigest()[:16],
+            }
+        )
     return out
 
 
@@ -276,8 +339,62 @@ def build_rows(contracts: list[LoadedContract]) -> dict[str, list[dict[str, Any]
                 "config_sha256": loaded.sha256,
                 "has_credits": bool(c.service_credits and c.service_credits.kpis),
                 "contract_order": order,
+                "contract_year_start": c.contract_year_start,
             }
         )
+        for sl in c.service_lines:
+            for cm in sl.commitments:
+                rows["cfg_commitments"].append(
+                    {
+                        "contract_id": cid,
+                        "service_line_id": sl.id,
+                        "effective_from": cm.effective_from,
+                        "agreed_on": cm.agreed_on,
+                        "over": cm.over,
+                        "minimum_units": cm.minimum_units,
+                        "minimum_charge": cm.minimum_charge,
+                    }
+                )
+        for item_order, pt in enumerate(c.pass_through):
+            rows["cfg_pass_through"].append(
+                {
+                    "contract_id": cid,
+                    "item_id": pt.id,
+                    "description": pt.description,
+                    "margin_pct": pt.margin_pct,
+                    "in_charges": pt.in_charges,
+                    "item_order": item_order,
+                }
+            )
+        for item_order, o in enumerate(c.one_off_charges):
+            rows["cfg_one_offs"].append(
+                {
+                    "contract_id": cid,
+                    "one_off_id": o.id,
+                    "description": o.description,
+                    "amount": o.amount,
+                    "first_period": o.first_period,
+                    "instalments": o.instalments,
+                    "indexed": o.indexed,
+                    "in_charges": o.in_charges,
+                    "agreed_on": o.agreed_on,
+                    "item_order": item_order,
+                }
+            )
+        if c.fx_sharing is not None:
+            fx = c.fx_sharing
+            rows["cfg_fx_sharing"].append(
+                {
+                    "contract_id": cid,
+                    "delivery_currency": fx.delivery_currency,
+                    "base_rate": fx.base_rate,
+                    "band_pct": fx.band_pct,
+                    "client_share": fx.client_share,
+                    "lag_months": fx.lag_months,
+                }
+            )
+            for line_id in fx.applies_to:
+                rows["cfg_fx_lines"].append({"contract_id": cid, "service_line_id": line_id})
         for line_order, sl in enumerate(c.service_lines):
             rows["cfg_service_lines"].append(
                 {
@@ -370,6 +487,8 @@ def build_rows(contracts: list[LoadedContract]) -> dict[str, list[dict[str, Any]
                     "at_risk_pct": sc.at_risk_pct,
                     "pool_pct": sc.pool_pct,
                     "monthly_cap_pct": sc.monthly_cap_pct,
+                    "annual_cap_pct": sc.annual_cap_pct,
+                    "annual_cap_amount": sc.annual_cap_amount,
                 }
             )
             for step in sc.points_to_credit_pct or []:
@@ -463,6 +582,17 @@ def build_rows(contracts: list[LoadedContract]) -> dict[str, list[dict[str, Any]
                             "provider_share": t.provider_share,
                         }
                     )
+        if c.accounting is not None:
+            for line_type, account in sorted(c.accounting.accounts.items()):
+                rows["cfg_accounting"].append(
+                    {
+                        "contract_id": cid,
+                        "supplier_id": c.accounting.supplier_id,
+                        "cost_centre": c.accounting.cost_centre,
+                        "line_type": line_type,
+                        "account": account,
+                    }
+                )
     return rows
 
 

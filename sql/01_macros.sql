@@ -146,12 +146,18 @@ CREATE OR REPLACE TEMP MACRO line_sort_order(line_type, n) AS CAST(
         WHEN 'usage' THEN 10 + n * 10
         WHEN 'surge' THEN 11 + n * 10
         WHEN 'minimum' THEN 12 + n * 10
+        WHEN 'true_up' THEN 13 + n * 10
         WHEN 'fixed_fee' THEN 5000 + n
+        WHEN 'pass_through' THEN 5500 + n
+        WHEN 'one_off' THEN 5700 + n
         WHEN 'credit' THEN 7000 + n
         WHEN 'earn_back' THEN 7500 + n
         WHEN 'bonus' THEN 8000 + n
+        WHEN 'credit_cap_refund' THEN 8500
+        WHEN 'fx_share' THEN 8800
         WHEN 'gain_share' THEN 9000
         WHEN 'adjustment' THEN 9500
+        WHEN 'dispute' THEN 9600
     END AS INTEGER);
 
 -- An indexation review with no floor or no cap (SPEC 4): a change can fall to -100% and rise

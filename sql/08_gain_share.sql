@@ -104,15 +104,16 @@ scope_units AS (
     GROUP BY ALL
 ),
 scope_charges AS (
-    -- charges before credits: a service line's usage, minimum and surge lines, and a fixed fee's
-    -- line only when the fee itself is in scope; the charge types are listed so that no other kind
-    -- of line can ever slip into the actual cost
+    -- charges before credits: a service line's usage, minimum, surge and true-up lines (a true-up
+    -- is a minimum over a longer window), and a fixed fee's line only when the fee itself is in
+    -- scope; the charge types are listed so that no other kind of line can slip into the cost
     SELECT cl.contract_id, cl.period, sum(cl.amount) AS charges
     FROM calc_charge_lines cl
     JOIN cfg_gain_scope s
       ON s.contract_id = cl.contract_id
      AND s.item_id = coalesce(cl.service_line_id, cl.fee_id)
-    WHERE (cl.charge_type IN ('usage', 'minimum', 'surge') AND cl.service_line_id IS NOT NULL)
+    WHERE (cl.charge_type IN ('usage', 'minimum', 'surge', 'true_up')
+           AND cl.service_line_id IS NOT NULL)
        OR (cl.charge_type = 'fixed_fee' AND cl.fee_id IS NOT NULL)
     GROUP BY ALL
 ),

@@ -17,6 +17,10 @@ WITH lines AS (
     SELECT
         contract_id, period, line_key, line_type, description, quantity, rate, amount, sort_order
     FROM calc_gain_share_lines
+    UNION ALL
+    SELECT
+        contract_id, period, line_key, line_type, description, quantity, rate, amount, sort_order
+    FROM calc_extra_lines
 )
 SELECT
     l.contract_id, l.period, l.line_key, l.line_type, l.description,

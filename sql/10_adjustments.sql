@@ -107,6 +107,40 @@ LEFT JOIN changed_terms t USING (contract_id, period)
 LEFT JOIN changed_interactions ci USING (contract_id, period)
 WHERE c.restated_amount - c.closed_amount - c.previously_adjusted <> 0;
 
+-- Grain of calc_dispute_lines: one row per dispute settled with an amount and not yet on a closed
+-- invoice (SPEC 11). It is billed on the contract's first open month after the disputed month,
+-- when this run stores that month, as `dispute:<dispute_id>`; until that invoice is closed every
+-- run of it bills the line again, so it is billed once.
+CREATE OR REPLACE TEMP TABLE calc_dispute_lines AS
+WITH settled AS (
+    SELECT d.dispute_id, d.contract_id, d.period, d.line_key, d.resolution_amount, d.note
+    FROM current_disputes d
+    JOIN run_contracts USING (contract_id)
+    WHERE d.status = 'resolved' AND d.outcome = 'settled' AND d.resolution_amount IS NOT NULL
+),
+on_closed_invoices AS (
+    SELECT il.contract_id, il.line_key
+    FROM invoice_lines il
+    JOIN period_status s
+      ON s.contract_id = il.contract_id AND s.period = il.period
+     AND s.status = 'closed' AND s.closed_run_id = il.run_id
+    WHERE il.line_key LIKE 'dispute:%'
+),
+placed AS (
+    SELECT d.*, min(m.period) AS billed_in_period
+    FROM settled d
+    JOIN calc_months m ON m.contract_id = d.contract_id AND m.period > d.period
+    WHERE NOT m.is_closed
+      AND NOT EXISTS (
+          SELECT 1 FROM on_closed_invoices o
+          WHERE o.contract_id = d.contract_id AND o.line_key = 'dispute:' || d.dispute_id
+      )
+    GROUP BY ALL
+)
+SELECT p.*
+FROM placed p
+JOIN calc_writes w ON w.contract_id = p.contract_id AND w.period = p.billed_in_period;
+
 -- The invoice as stored: the month's own lines and the adjustments billed on it.
 CREATE OR REPLACE TEMP TABLE calc_invoice AS
 SELECT * FROM calc_invoice_lines
@@ -120,4 +154,16 @@ SELECT
     NULL AS quantity, NULL AS rate, CAST(a.delta AS DECIMAL(38, 4)) AS amount, c.currency,
     line_sort_order('adjustment', 0) AS sort_order
 FROM calc_adjustments a
+JOIN cfg_contracts c USING (contract_id)
+UNION ALL BY NAME
+SELECT
+    d.contract_id, d.billed_in_period AS period,
+    'dispute:' || d.dispute_id AS line_key,
+    'adjustment' AS line_type,
+    'Dispute ' || d.dispute_id || ' on ' || strftime(d.period, '%Y-%m') || ' ' || d.line_key
+        || ' settled' || coalesce(' (' || d.note || ')', '') AS description,
+    NULL AS quantity, NULL AS rate, CAST(d.resolution_amount AS DECIMAL(38, 4)) AS amount,
+    c.currency,
+    line_sort_order('dispute', 0) AS sort_order
+FROM calc_dispute_lines d
 JOIN cfg_contracts c USING (contract_id);

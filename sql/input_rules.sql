@@ -102,3 +102,13 @@ ORDER BY _file, _row;
 SELECT min(_file) AS _file, min(_row) AS _row, contract_id, period, count(DISTINCT invoice_id) AS invoice_ids
 FROM in_vendor_invoices GROUP BY contract_id, period HAVING count(DISTINCT invoice_id) > 1
 ORDER BY contract_id, period;
+
+-- name: pass_through_known
+-- rule: item_id must be a pass_through item of its contract, period inside the contract term.
+SELECT _file, _row, p.contract_id, p.period, p.item_id FROM in_pass_through p
+LEFT JOIN cfg_contracts c USING (contract_id)
+WHERE c.contract_id IS NULL
+   OR NOT EXISTS (SELECT 1 FROM cfg_pass_through t
+                  WHERE t.contract_id = p.contract_id AND t.item_id = p.item_id)
+   OR p.period < c.start_period OR p.period > coalesce(c.end_period, DATE '9999-12-01')
+ORDER BY _file, _row;

@@ -12,9 +12,19 @@ WITH months AS (
     SELECT contract_id, period FROM run_periods WHERE run_id = $run_id
 ),
 invoice AS (
-    -- the one invoice summary (sql/views.sql)
-    SELECT contract_id, period, amount_due, charges, credits, gain_share, adjustments
-    FROM invoice_summary WHERE run_id = $run_id
+    -- the one invoice summary (sql/views.sql); charges here are every invoice line that is a
+    -- charge line (pass-through and one-off lines with in_charges count too), and adjustments
+    -- leave out settled disputes (dispute:<id>), which come from `disputes`, not `adjustments`
+    SELECT s.contract_id, s.period, s.amount_due, s.credits, s.gain_share,
+        (SELECT coalesce(sum(l.amount), 0) FROM invoice_lines l
+         WHERE l.run_id = $run_id AND l.contract_id = s.contract_id AND l.period = s.period
+           AND EXISTS (SELECT 1 FROM charge_lines c
+                       WHERE c.run_id = $run_id AND c.contract_id = l.contract_id
+                         AND c.period = l.period AND c.line_key = l.line_key)) AS charges,
+        s.adjustments - (SELECT coalesce(sum(l.amount), 0) FROM invoice_lines l
+                         WHERE l.run_id = $run_id AND l.contract_id = s.contract_id
+                           AND l.period = s.period AND l.line_key LIKE 'dispute:%') AS adjustments
+    FROM invoice_summary s WHERE s.run_id = $run_id
 ),
 sources AS (
     SELECT m.contract_id, m.period,

@@ -44,3 +44,13 @@ JOIN cfg_kpis k USING (contract_id, kpi_id)
 JOIN calc_writes w USING (contract_id, period)
 WHERE k.required AND r.value IS NULL AND NOT r.excused
 ORDER BY r.contract_id, r.kpi_id, r.period;
+
+-- name: fx_rates_present
+-- stage: terms_beyond_month
+-- rule: fx_sharing reads the rate of month - lag_months for every month of the term
+-- column: rate
+-- where: fx_rates/
+-- hint: Add the missing rows to fx_rates/
+SELECT contract_id, delivery_currency AS currency, rate_period, period
+FROM calc_missing_fx_rates
+ORDER BY contract_id, rate_period;

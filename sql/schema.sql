@@ -31,6 +31,8 @@ CREATE TABLE IF NOT EXISTS period_status (
     status VARCHAR,              -- open | closed
     closed_at TIMESTAMP,
     closed_run_id BIGINT,
+    closed_how VARCHAR,          -- approved | disputed | forced: what allowed the close
+    closed_by VARCHAR,
     PRIMARY KEY (contract_id, period)
 );
 
@@ -393,4 +395,153 @@ CREATE TABLE IF NOT EXISTS interaction_counts (
     min_csat INTEGER,
     max_csat INTEGER,
     cast_errors BIGINT
+);
+
+-- Month-end decisions by people: append-only events, never updated.
+-- An approval stands for the run it names: a later run of the month supersedes it.
+CREATE TABLE IF NOT EXISTS approvals (
+    approval_id BIGINT,
+    contract_id VARCHAR,
+    period DATE,
+    run_id BIGINT,               -- the run whose invoice was approved
+    approved_by VARCHAR,         -- who approved (--by); `by` is a reserved word in SQL
+    approved_at TIMESTAMP,       -- when (UTC)
+    note VARCHAR
+);
+
+-- One row per event on a dispute: raised, then resolved (the resolving row repeats what was raised).
+CREATE TABLE IF NOT EXISTS disputes (
+    event_id BIGINT,
+    dispute_id BIGINT,
+    contract_id VARCHAR,
+    period DATE,                 -- the disputed month
+    line_key VARCHAR,
+    run_id BIGINT,               -- the run whose reconciliation was disputed
+    amount DECIMAL(38, 4),       -- disputed amount (default: the line's reconciliation difference)
+    reason VARCHAR,
+    raised_by VARCHAR,
+    raised_at TIMESTAMP,
+    status VARCHAR,              -- open | resolved
+    outcome VARCHAR,             -- accepted | rejected | settled (resolved only)
+    resolution_amount DECIMAL(38, 4),  -- settled: billed as line dispute:<id> on the next open month
+    resolved_by VARCHAR,
+    resolved_at TIMESTAMP,
+    note VARCHAR
+);
+
+-- The ledger accounts each run posts its line types to (the contract's `accounting` section).
+CREATE TABLE IF NOT EXISTS accounting_map (
+    run_id BIGINT,
+    contract_id VARCHAR,
+    supplier_id VARCHAR,
+    cost_centre VARCHAR,
+    line_type VARCHAR,           -- a line type, or 'default'
+    account VARCHAR
+);
+
+CREATE OR REPLACE VIEW current_approvals AS
+SELECT * EXCLUDE (rn) FROM (
+    SELECT a.*, row_number() OVER (PARTITION BY contract_id, period ORDER BY approval_id DESC) AS rn
+    FROM approvals a
+) WHERE rn = 1;
+
+CREATE OR REPLACE VIEW current_disputes AS
+SELECT * EXCLUDE (rn) FROM (
+    SELECT d.*, row_number() OVER (PARTITION BY dispute_id ORDER BY event_id DESC) AS rn
+    FROM disputes d
+) WHERE rn = 1;
+
+-- Terms beyond the month (SPEC 10): the figures behind the true_up, one_off, pass_through,
+-- fx_share and credit_cap_refund lines.
+CREATE TABLE IF NOT EXISTS commitment_windows (
+    run_id BIGINT,
+    contract_id VARCHAR,
+    service_line_id VARCHAR,
+    billed_period DATE,          -- the window's last month in the term: where the true-up is billed
+    commitment_from DATE,        -- effective_from of the commitment in force that month
+    over VARCHAR,                -- contract_year | calendar_year | quarter
+    window_start DATE,
+    window_end DATE,
+    term_start DATE,             -- the window clipped to the contract's term
+    term_end DATE,
+    months_in_term INTEGER,
+    months_in_window INTEGER,    -- the minimum is prorated by months_in_term / months_in_window
+    minimum_units DECIMAL(38, 6),
+    minimum_charge DECIMAL(38, 4),
+    minimum_charge_in_force DECIMAL(38, 4),  -- indexed with the month's factor on an indexed line
+    window_units DECIMAL(38, 6),
+    window_usage DECIMAL(38, 4), -- the window's usage lines (rounded), for a minimum_charge
+    first_base_rate DECIMAL(38, 10),
+    first_rate DECIMAL(38, 10),  -- the first band's rate in force in billed_period (indexed)
+    minimum_units_prorated DECIMAL(38, 10),
+    shortfall_units DECIMAL(38, 10),
+    amount DECIMAL(38, 4),       -- the true_up line: one exact division, rounded once
+    description VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS one_off_instalments (
+    run_id BIGINT,
+    contract_id VARCHAR,
+    one_off_id VARCHAR,
+    description VARCHAR,
+    period DATE,                 -- the month billed (instalments after the term: its last month)
+    instalment INTEGER,
+    instalments INTEGER,
+    due_period DATE,
+    in_charges BOOLEAN,
+    indexed BOOLEAN,
+    item_order INTEGER,
+    one_off_amount DECIMAL(38, 4),
+    instalment_amount DECIMAL(38, 4),  -- amount / n cut to the scale, remainder to the earliest
+    index_factor DECIMAL(38, 10),
+    amount_scale INTEGER,
+    rounding_mode VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS pass_through_costs (
+    run_id BIGINT,
+    contract_id VARCHAR,
+    period DATE,
+    item_id VARCHAR,
+    description VARCHAR,
+    margin_pct DECIMAL(20, 6),
+    in_charges BOOLEAN,
+    item_order INTEGER,
+    cost_rows INTEGER,
+    cost DECIMAL(38, 4),         -- the month's pass_through/ costs of the item
+    amount DECIMAL(38, 4)        -- round(cost x (1 + margin_pct))
+);
+
+CREATE TABLE IF NOT EXISTS fx_shares (
+    run_id BIGINT,
+    contract_id VARCHAR,
+    period DATE,
+    delivery_currency VARCHAR,
+    rate_period DATE,            -- month - lag_months: the fx_rates/ row read
+    rate DECIMAL(28, 8),
+    base_rate DECIMAL(20, 6),
+    band_pct DECIMAL(20, 6),
+    client_share DECIMAL(20, 6),
+    lag_months INTEGER,
+    charges_base DECIMAL(38, 4), -- C: usage, minimum, surge and true-up of the applies_to lines
+    movement DECIMAL(38, 10),    -- m = rate / base_rate - 1 (for reading; the line is exact)
+    shared_movement DECIMAL(38, 10),  -- e = sign(m) x max(|m| - band_pct, 0)
+    amount DECIMAL(38, 4)        -- fx_share = C x e x client_share, rounded once
+);
+
+CREATE TABLE IF NOT EXISTS annual_credit_caps (
+    run_id BIGINT,
+    contract_id VARCHAR,
+    year_start DATE,
+    year_end DATE,
+    term_start DATE,
+    term_end DATE,
+    billed_period DATE,          -- the contract year's last month in the term
+    year_charges DECIMAL(38, 4), -- charges before credits over the year
+    year_credits DECIMAL(38, 4), -- credit and earn_back lines over the year
+    annual_cap_pct DECIMAL(20, 6),
+    annual_cap_amount DECIMAL(20, 6),
+    cap_amount DECIMAL(38, 10),  -- the lower of annual_cap_amount and annual_cap_pct x year_charges
+    capped BOOLEAN,
+    amount DECIMAL(38, 4)        -- credit_cap_refund: the excess returned, rounded once
 );

@@ -10,10 +10,22 @@ CREATE OR REPLACE VIEW current_charge_lines AS
 SELECT t.* FROM charge_lines t JOIN current_run_periods c USING (run_id, contract_id, period);
 CREATE OR REPLACE VIEW current_interaction_counts AS
 SELECT t.* FROM interaction_counts t JOIN current_run_periods c USING (run_id, contract_id, period);
+CREATE OR REPLACE VIEW current_commitment_windows AS
+SELECT t.* FROM commitment_windows t JOIN current_run_periods c 
+  ON c.run_id = t.run_id AND c.contract_id = t.contract_id AND c.period = t.billed_period;
+CREATE OR REPLACE VIEW current_one_off_instalments AS
+SELECT t.* FROM one_off_instalments t JOIN current_run_periods c USING (run_id, contract_id, period);
+CREATE OR REPLACE VIEW current_pass_through_costs AS
+SELECT t.* FROM pass_through_costs t JOIN current_run_periods c USING (run_id, contract_id, period);
+CREATE OR REPLACE VIEW current_fx_shares AS
+SELECT t.* FROM fx_shares t JOIN current_run_periods c USING (run_id, contract_id, period);
 CREATE OR REPLACE VIEW current_kpi_results AS
 SELECT t.* FROM kpi_results t JOIN current_run_periods c USING (run_id, contract_id, period);
 CREATE OR REPLACE VIEW current_service_credits AS
 SELECT t.* FROM service_credits t JOIN current_run_periods c USING (run_id, contract_id, period);
+CREATE OR REPLACE VIEW current_annual_credit_caps AS
+SELECT t.* FROM annual_credit_caps t JOIN current_run_periods c 
+  ON c.run_id = t.run_id AND c.contract_id = t.contract_id AND c.period = t.billed_period;
 CREATE OR REPLACE VIEW current_gain_share AS
 SELECT t.* FROM gain_share t JOIN current_run_periods c 
   ON c.run_id = t.run_id AND c.contract_id = t.contract_id AND c.period = t.billed_period;
@@ -37,7 +49,8 @@ CREATE OR REPLACE VIEW invoice_summary AS
 WITH lines AS (
     SELECT run_id, contract_id, period, any_value(currency) AS currency,
            coalesce(sum(amount) FILTER (
-               WHERE line_type IN ('usage', 'fixed_fee', 'minimum', 'surge')), 0) AS charges,
+               WHERE line_type IN ('usage', 'fixed_fee', 'minimum', 'surge', 'true_up')), 0)
+               AS charges,
            coalesce(sum(amount) FILTER (WHERE line_type = 'credit'), 0) AS credits,
            coalesce(sum(amount) FILTER (WHERE line_type = 'earn_back'), 0) AS earn_back,
            coalesce(sum(amount) FILTER (WHERE line_type = 'bonus'), 0) AS bonus,
@@ -46,8 +59,8 @@ WITH lines AS (
            coalesce(sum(amount) FILTER (WHERE line_type = 'gain_share'), 0) AS gain_share,
            coalesce(sum(amount) FILTER (WHERE line_type = 'adjustment'), 0) AS adjustments,
            coalesce(sum(amount) FILTER (WHERE line_type NOT IN (
-               'usage', 'fixed_fee', 'minimum', 'surge', 'credit', 'earn_back', 'bonus',
-               'gain_share', 'adjustment')), 0) AS other,
+               'usage', 'fixed_fee', 'minimum', 'surge', 'true_up', 'credit', 'earn_back',
+               'bonus', 'gain_share', 'adjustment')), 0) AS other,
            coalesce(sum(amount), 0) AS amount_due,
            count(*) AS lines
     FROM invoice_lines GROUP BY run_id, contract_id, period

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipelines import engine
+from pipelines import engine, workflow
 from pipelines.periods import parse_period
 
 # the on-disk contract cache stays out of the tests (tests/test_contract_cache.py sets its own)
@@ -67,6 +67,15 @@ FOLDERS: dict[str, list[tuple[str, pa.DataType]]] = {
         ("rate", DEC8),
         ("amount", DEC4),
     ],
+    "pass_through": [
+        ("contract_id", pa.string()),
+        ("period", pa.date32()),
+        ("item_id", pa.string()),
+        ("description", pa.string()),
+        ("cost", DEC4),
+        ("reference", pa.string()),
+    ],
+    "fx_rates": [("currency", pa.string()), ("period", pa.date32()), ("rate", DEC8)],
     "interactions": [
         ("contract_id", pa.string()),
         ("service_line_id", pa.string()),
@@ -141,6 +150,12 @@ class Workspace:
     def exclusions(self, rows: list[tuple]) -> Path:
         return self.write("exclusions", rows)
 
+    def pass_through(self, rows: list[tuple]) -> Path:
+        return self.write("pass_through", rows)
+
+    def fx_rates(self, rows: list[tuple]) -> Path:
+        return self.write("fx_rates", rows)
+
     def interactions(self, rows: list[tuple], name: str = "part.parquet") -> Path:
         return self.write("interactions", rows, name)
 
@@ -163,6 +178,8 @@ class Workspace:
         return engine.settle(self.contracts_dir, self.data_dir, self.db, request)
 
     def close(self, period: str, contracts: set[str] | None = None):
+        """Approve the month's current invoices, then close it (the month-end order)."""
+        workflow.approve(self.db, parse_period(period), contract_ids=contracts, by="test")
         return engine.close(self.db, parse_period(period), contracts)
 
     # ---- reading

@@ -252,7 +252,14 @@ def test_lineage_follows_the_sql():
     # read off sql/03..11: which calc_ tables each stored table's SQL selects from
     assert parents("index_factors") == {"validated_inputs"}  # index_values/
     assert parents("charge_bands") == {"validated_inputs", "index_factors"}  # volumes/
-    assert parents("charge_lines") == {"charge_bands", "index_factors"}
+    # 04_terms_beyond_month adds true-up, one-off and pass-through lines to the charge lines
+    assert parents("charge_lines") == {
+        "charge_bands",
+        "index_factors",
+        "commitment_windows",
+        "one_off_instalments",
+        "pass_through_costs",
+    }
     # kpis/, exclusions/, and the counts of interactions/ (05_measures reads interaction_counts)
     assert parents("kpi_results") == {"validated_inputs", "interaction_counts"}
     assert parents("service_credits") == {"charge_lines", "kpi_results"}
@@ -262,14 +269,26 @@ def test_lineage_follows_the_sql():
     assert parents("invoice_lines") == {
         "charge_lines",
         "service_credits",
+        "annual_credit_caps",
         "gain_share",
         "adjustments",
+        "one_off_instalments",
+        "pass_through_costs",
+        "fx_shares",
     }
     assert parents("invoice_reconciliation") == {"invoice_lines", "validated_inputs"}
     # no longer a star: only the tables reading an input folder hang off validated_inputs
     graph = defs.resolve_asset_graph()
     children = {k.to_user_string() for k in graph.get(dg.AssetKey("validated_inputs")).child_keys}
-    assert children == {"index_factors", "charge_bands", "kpi_results", "invoice_reconciliation"}
+    assert children == {
+        "index_factors",
+        "charge_bands",
+        "commitment_windows",
+        "pass_through_costs",
+        "fx_shares",
+        "kpi_results",
+        "invoice_reconciliation",
+    }
 
 
 def test_inputs_and_contract_files_are_external_assets_upstream_of_validation():
@@ -564,6 +583,9 @@ def test_invoice_metadata_and_checks_read_back_the_run(ws):
         result, "invoice_lines", "amount due per contract"
     )
     assert metadata(result, "invoice_lines", "settle run_id") == "1"
+    # the month-end state: settled by this run, not yet approved
+    state = metadata(result, "invoice_lines", "month-end state")
+    assert "| C1 | 2024-01 | open | yes |  | 0 |  |" in state
     # no vendor invoice: the expected 240.00 line is not billed, a warning for finance
     found = checks(result)
     assert found["invoice_adds_up"].passed

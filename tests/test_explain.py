@@ -35,7 +35,7 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from pipelines import engine
+from pipelines import engine, workflow
 from pipelines.cli import main
 from pipelines.errors import SettleError
 from pipelines.explain.readers import INVOICE_SUMMARY_SQL
@@ -485,6 +485,7 @@ def settle_samples(db: Path) -> None:
             parse_period("2024-01"), parse_period("2025-06"), as_known_at=dt.date(2025, 7, 10)
         ),
     )
+    workflow.approve(db, parse_period("2024-01"), parse_period("2025-06"), by="test")
     engine.close(db, parse_period("2024-01"), to=parse_period("2025-06"))
     engine.settle(
         contracts, data, db, engine.RunRequest(parse_period("2025-07"), parse_period("2025-12"))

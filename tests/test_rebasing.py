@@ -22,6 +22,7 @@ service_lines:
     pricing:
       - {{effective_from: 2024-01, model: per_unit, bands: [{{rate: 2.00}}]}}
 {extra_pricing}
+{commitments}
 gain_share:
   scope: [voice]
   measure: unit_cost
@@ -30,7 +31,28 @@ gain_share:
     - {{effective_from: 2024-01, value: 2.50, reason: contract baseline}}
 {extra_baselines}
   tiers: [{{provider_share: 0.50}}]
+{beyond}
 """
+
+# Terms beyond the month (SPEC 10) for the property test, so that its invariants cover their
+# lines too: a quarterly commitment (a true-up when a quarter falls short), instalments, FX
+# sharing on a moving rate and a pass-through cost.
+BEYOND_LINE = """\
+    commitments:
+      - {effective_from: 2024-01, over: quarter, minimum_units: 2950}"""
+BEYOND = """\
+one_off_charges:
+  - {id: transition, amount: 1000.00, first_period: 2024-02, instalments: 3}
+pass_through:
+  - {id: telco, margin_pct: 0.05}
+fx_sharing: {delivery_currency: INR, base_rate: 0.0100, band_pct: 0.02, client_share: 0.50}"""
+
+
+def beyond_inputs(ws) -> None:
+    # 0.0098 .. 0.0109: inside the 2% band at first, then above it
+    ws.fx_rates([("INR", f"2024-{m:02d}", str(D("0.0097") + D(m) / 10000)) for m in range(1, 13)])
+    ws.pass_through([("C1", f"2024-{m:02d}", "telco", None, f"{100 + m}.00", None) for m in (2, 5)])
+
 
 REBASED_BASELINE = (
     "    - {effective_from: 2024-02, value: 2.20, reason: 'rebased: IVR in scope', "
@@ -42,9 +64,16 @@ REPRICED_MARCH = (
 )
 
 
-def write_contract(ws, extra_baselines: str = "", extra_pricing: str = "") -> None:
+def write_contract(
+    ws, extra_baselines: str = "", extra_pricing: str = "", beyond: bool = False
+) -> None:
     ws.contract(
-        CONTRACT.format(extra_baselines=extra_baselines, extra_pricing=extra_pricing),
+        CONTRACT.format(
+            extra_baselines=extra_baselines,
+            extra_pricing=extra_pricing,
+            commitments=BEYOND_LINE if beyond else "",
+            beyond=BEYOND if beyond else "",
+        ),
         name="c1.yaml",
     )
 
@@ -179,8 +208,9 @@ def test_closed_rows_never_change_and_adjustments_add_up(tmp_path_factory, opera
 
     ws = Workspace(tmp_path_factory.mktemp("prop"))
     ws.volumes([("C1", "voice", f"2024-{m:02d}", str(900 + 37 * m)) for m in range(1, 13)])
+    beyond_inputs(ws)
     extra_baselines, extra_pricing = "", ""
-    write_contract(ws)
+    write_contract(ws, beyond=True)
     settled, closed = 0, 0
     closed_snapshots: dict[int, list] = {}
     for op, arg in operations:
@@ -197,13 +227,13 @@ def test_closed_rows_never_change_and_adjustments_add_up(tmp_path_factory, opera
             extra_baselines = (
                 f"    - {{effective_from: 2024-{arg:02d}, value: {baseline}, reason: rebase}}"
             )
-            write_contract(ws, extra_baselines, extra_pricing)
+            write_contract(ws, extra_baselines, extra_pricing, beyond=True)
         elif op == "reprice":
             extra_pricing = (
                 f"      - {{effective_from: 2024-{arg:02d}, model: per_unit, "
                 "bands: [{rate: 1.95}]}"
             )
-            write_contract(ws, extra_baselines, extra_pricing)
+            write_contract(ws, extra_baselines, extra_pricing, beyond=True)
         # closed rows never change
         for run_id, rows in closed_snapshots.items():
             assert (
@@ -236,7 +266,8 @@ def test_closed_rows_never_change_and_adjustments_add_up(tmp_path_factory, opera
     # Independent reference: the same final terms settled from scratch, nothing closed.
     fresh = Workspace(tmp_path_factory.mktemp("fresh"))
     fresh.volumes([("C1", "voice", f"2024-{m:02d}", str(900 + 37 * m)) for m in range(1, 13)])
-    write_contract(fresh, extra_baselines, extra_pricing)
+    beyond_inputs(fresh)
+    write_contract(fresh, extra_baselines, extra_pricing, beyond=True)
     fresh.settle("2024-01", to=f"2024-{closed:02d}")
     restated = {
         (r["period"], r["line_key"]): r["amount"]

@@ -284,8 +284,30 @@ def test_rerunning_the_same_request_stores_byte_identical_lines(units, rate):
             f"        bands: [{{up_to: 1000, rate: {rate}}}, {{rate: 0.5}}]\n"
             "        minimum_units: 10\n"
         )
+        # the terms beyond the month too (SPEC 10): a commitment, instalments, pass-through,
+        # FX sharing and an annual credit cap
+        ws.contract(
+            "contract_id: P2\ncurrency: GBP\nstart: 2024-01\nend: 2024-03\n"
+            "service_lines:\n  - id: voice\n    pricing:\n"
+            f"      - {{effective_from: 2024-01, model: per_unit, bands: [{{rate: {rate}}}]}}\n"
+            "    commitments:\n"
+            "      - {effective_from: 2024-01, over: quarter, minimum_charge: 1000.00}\n"
+            "one_off_charges:\n"
+            "  - {id: setup, amount: 100.00, first_period: 2024-01, instalments: 7}\n"
+            "pass_through:\n  - {id: telco, margin_pct: 0.07}\n"
+            "fx_sharing: {delivery_currency: INR, base_rate: 0.0100, band_pct: 0.01, "
+            "client_share: 0.50}\n"
+            "service_credits:\n  at_risk_pct: 0.10\n  annual_cap_pct: 0.03\n"
+            "  kpis:\n    - {id: sl, target: 0.80, allocation_pct: 1.0}\n"
+        )
         months = [f"2024-{m:02d}" for m in range(1, len(units) + 1)]
-        ws.volumes([("P1", "voice", m, str(u)) for m, u in zip(months, units, strict=True)])
+        ws.volumes(
+            [("P1", "voice", m, str(u)) for m, u in zip(months, units, strict=True)]
+            + [("P2", "voice", m, str(u)) for m, u in zip(months, units, strict=True)]
+        )
+        ws.kpis([("P2", "sl", m, "0.5") for m in months])
+        ws.fx_rates([("INR", m, "0.0113") for m in months])
+        ws.pass_through([("P2", m, "telco", None, "333.33", None) for m in months])
         ws.settle(months[0], months[-1])
         ws.settle(months[0], months[-1])
         with duckdb.connect(str(ws.db), read_only=True) as con:

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import engine, store
+from pipelines import engine, store, workflow
 from pipelines.errors import SettleError
 from pipelines.periods import parse_period
 from tests.conftest import Workspace
@@ -269,6 +269,7 @@ def test_every_current_view_keeps_the_closing_run_after_an_index_correction(tmp_
     contracts, data = _samples(tmp_path)
     db = tmp_path / "settlement.duckdb"
     _settle(contracts, data, db, "2024-01", "2025-06", "2025-07-10")
+    workflow.approve(db, parse_period("2024-01"), parse_period("2025-06"), by="test")
     engine.close(db, parse_period("2024-01"), to=parse_period("2025-06"))
 
     # UK_CPI for 2024-10 (read by ACME-CONTOSO-01's 2025-01 review, now closed) is corrected

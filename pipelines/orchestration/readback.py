@@ -48,6 +48,18 @@ currency AS (
     WHERE run_id = $run_id GROUP BY contract_id
 )"""
 
+# Where each month of the run stands at month-end (approve and dispute are CLI decisions by
+# people; Dagster shows them). sql/month_status.sql is the one definition of that state.
+MONTH_END_STATE = f"""
+    SELECT s.contract_id AS contract, s.period AS month, s.status,
+           s.run_id = $run_id AS "is this run", s.approved_by AS "approved by",
+           s.open_disputes AS "open disputes", s.closed_how AS "closed how"
+    FROM ({(engine.SQL_DIR / "month_status.sql").read_text().strip().rstrip(";")}) s
+    JOIN run_periods rp ON rp.contract_id = s.contract_id AND rp.period = s.period
+    WHERE rp.run_id = $run_id
+    ORDER BY s.contract_id, s.period
+"""
+
 SUMMARIES: dict[str, dict[str, str]] = {
     "index_factors": {
         "reviews": """
@@ -130,6 +142,7 @@ SUMMARIES: dict[str, dict[str, str]] = {
         """,
     },
     "invoice_lines": {
+        "month-end state": MONTH_END_STATE,
         "amount due per contract": """
             SELECT contract_id AS contract, any_value(currency) AS currency,
                    count(*) AS months, sum(amount_due) AS "amount due"
