@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import click
+import duckdb
 
 from . import engine
 from .cli_workflow import COMMANDS, db_option, emit, json_option
@@ -401,7 +402,24 @@ def run_main(args: list[str]) -> int:
             # DuckDB's word for a signal (Ctrl-C) that arrived inside a query
             click.echo("interrupted: nothing was written", err=True)
             return 130
+        if _out_of_memory(exc):
+            click.echo(
+                f"error: out of memory: {(str(exc).splitlines() or [''])[0][:300]}. Nothing was "
+                "written: a run or close that had not committed was rolled back. Give the process "
+                "more memory, or lower SETTLE_MEMORY_LIMIT (DuckDB's limit, default 1GB) so that "
+                "DuckDB spills to SETTLE_TEMP_DIR sooner.",
+                err=True,
+            )
+            return 1
         return _bug(exc, args)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """The machine ran out of memory: Python's MemoryError, DuckDB's OutOfMemoryException, or an
+    Arrow stream DuckDB could not read because Python could not allocate (it names MemoryError)."""
+    if isinstance(exc, (MemoryError, duckdb.OutOfMemoryException)):
+        return True
+    return isinstance(exc, duckdb.Error) and "MemoryError" in str(exc)
 
 
 def _bug(exc: Exception, args: list[str]) -> int:

@@ -400,11 +400,24 @@ _WRITE_FAILURE = re.compile(
 
 
 def _storage_error(db_path: Path, exc: duckdb.Error, when: str) -> SettleError:
+    first = (str(exc).splitlines() or [""])[0]  # DuckDB appends a multi-line "Possible solutions"
     return SettleError(
-        f"{db_path}: {when}: {exc}. Nothing was written: the transaction was rolled back and the "
-        "database holds what it held before. Free disk space (or fix the file's permissions) "
-        "and run again."
+        f"{db_path}: {when}: {first}. Nothing was written: the transaction was rolled back and the "
+        f"database holds what it held before. {_storage_hint(exc)}"
     )
+
+
+def _storage_hint(exc: duckdb.Error) -> str:
+    if isinstance(exc, duckdb.OutOfMemoryException) or re.search(
+        r"out of memory|failed to allocate", str(exc), re.I
+    ):
+        limit = os.environ.get("SETTLE_MEMORY_LIMIT", "1GB")
+        return (
+            f"DuckDB ran out of memory under SETTLE_MEMORY_LIMIT={limit}: raise it if the machine "
+            "has memory to spare (or lower it if the machine itself is short, so that DuckDB "
+            "spills to SETTLE_TEMP_DIR sooner), and run again."
+        )
+    return "Free disk space (or fix the file's permissions) and run again."
 
 
 @contextlib.contextmanager
@@ -415,8 +428,10 @@ def write_transaction(db_path: Path, commit: bool = True) -> Iterator[duckdb.Duc
     A dry run on a database that does not exist yet runs in memory: it would roll back anyway,
     and a command that writes nothing must not leave an empty database file behind."""
     check_db_path(db_path)
-    dry_new = not commit and not Path(db_path).exists()
+    new_file = not Path(db_path).exists()
+    dry_new = not commit and new_file
     con = quiet_connect() if dry_new else connect_for_write(db_path)
+    failed = False
     try:
         con.execute("BEGIN TRANSACTION")
         try:
@@ -433,12 +448,19 @@ def write_transaction(db_path: Path, commit: bool = True) -> Iterator[duckdb.Duc
             # full, file size limit) leaves the committed state of the file as it was
             raise _storage_error(db_path, exc, "the transaction could not be committed") from None
     except BaseException:
+        failed = True
         with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK")
         raise
     finally:
         with contextlib.suppress(duckdb.Error):
             con.close()
+        if failed and new_file and not dry_new:
+            # the database did not exist before this run: leaving an empty one behind would not
+            # be "as it was"
+            for leftover in (Path(db_path), Path(f"{db_path}.wal")):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
 
 
 def settle(

@@ -204,6 +204,23 @@ def test_a_commit_on_a_full_disk_is_a_clear_error_and_the_database_is_intact(spa
     assert space.tables() == before
 
 
+def test_out_of_memory_is_a_clear_error_and_the_database_is_intact(space, capfd, monkeypatch):
+    # 2 MB is far below what settling a month of the samples needs, so DuckDB gives up mid-run
+    monkeypatch.setenv("SETTLE_MEMORY_LIMIT", "2MB")
+    before = space.tables()
+    line = refused(capfd, argv(space.root, "run", "--period", "2025-02"), "Nothing was written")
+    assert "memory" in line.lower() and "SETTLE_MEMORY_LIMIT" in line
+    monkeypatch.delenv("SETTLE_MEMORY_LIMIT")
+    assert space.tables() == before
+
+
+def test_a_failed_first_run_leaves_no_database_behind(space, capfd, monkeypatch):
+    monkeypatch.setenv("SETTLE_MEMORY_LIMIT", "2MB")
+    new = space.root / "new.duckdb"
+    refused(capfd, argv(space.root, "run", "--period", MONTH, db=str(new)), "SETTLE_MEMORY_LIMIT")
+    assert not new.exists() and not Path(f"{new}.wal").exists()
+
+
 # --------------------------------------------------------------------------- never create a db
 
 
