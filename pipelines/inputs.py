@@ -353,7 +353,9 @@ def _cast_column(series: pl.Series, target: pl.DataType, file: str) -> pl.Series
 def _read_file(path: Path, root: Path, folder: str, data_dir: Path) -> pl.DataFrame:
     name = shown_name(path, data_dir)
     try:
-        frame = pl.read_parquet(path)
+        # Arrow's reader, not Polars': on corrupt pages Polars' Rust reader can panic (a
+        # BaseException, with a Rust backtrace on stderr) where Arrow raises ArrowInvalid
+        frame = pl.from_arrow(pq.ParquetFile(path).read())
     except Exception as exc:  # noqa: BLE001 - a corrupt or non-Parquet file
         raise SettleError(
             f"{name}: not a readable Parquet file ({_first_line(exc)}) (rule: readable Parquet)."

@@ -353,6 +353,7 @@ def argv(ws, case: Case) -> list[str]:
 def check_error(stderr: str, stdout: str, case: Case, ws) -> None:
     """One `error:` paragraph, last on stderr (progress lines may come before it)."""
     assert "Traceback" not in stderr + stdout
+    assert "panicked at" not in stderr  # a Rust reader's panic message on the console
     lines = stderr.strip().splitlines()
     errors = [line for line in lines if line.startswith("error: ")]
     assert len(errors) == 1, stderr

@@ -99,6 +99,10 @@ def _corrupt_pages(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+# data pages that made Polars' Rust reader panic (found by bench/fuzz.py: 1 to 8 bits flipped in
+# a sample kpis.parquet); the footer is intact, so only decoding the pages finds the damage
+PANICKING_PAGES = Path(__file__).parent / "fixtures" / "kpis_corrupt_pages.parquet"
+
 UNREADABLE = {
     "corrupt_pages": _corrupt_pages,
     "truncated": _valid_then_truncated,
@@ -128,6 +132,12 @@ FILE_CASES = [
     )
     for folder in ("volumes", "kpis", "interactions")
     for kind in UNREADABLE
+] + [
+    Case(
+        "kpis_pages_polars_panics_on",
+        lambda ws: shutil.copy(PANICKING_PAGES, ws.data_dir / "kpis" / "bad.parquet"),
+        ["data/kpis/bad.parquet: not a readable Parquet file (", "(rule: readable Parquet)"],
+    )
 ]
 
 
