@@ -412,6 +412,11 @@ def run_main(args: list[str]) -> int:
             )
             return 1
         return _bug(exc, args)
+    except BaseException as exc:
+        # a Rust library's panic reaches Python as pyo3's PanicException, a BaseException
+        if type(exc).__name__ != "PanicException":
+            raise
+        return _bug(exc, args)
 
 
 def _out_of_memory(exc: BaseException) -> bool:

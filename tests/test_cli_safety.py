@@ -389,6 +389,27 @@ def test_an_internal_error_is_one_paragraph_with_a_log_and_its_own_exit_code(
     assert space.bytes() == before
 
 
+def _a_rust_panic(*args, **kwargs):
+    # a real panic of a Rust library below the CLI: Polars' reader on pages it cannot decode
+    import polars as pl
+
+    pl.read_parquet(ROOT / "tests" / "fixtures" / "kpis_corrupt_pages.parquet")
+
+
+def test_a_rust_panic_is_a_bug_paragraph_not_a_traceback(space, capfd, monkeypatch, tmp_path):
+    monkeypatch.setenv("SETTLE_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.setattr(engine, "settle", _a_rust_panic)
+    before = space.bytes()
+    code, out, err = call(capfd, argv(space.root, "run", "--period", "2025-02"))
+    assert code == BUG_EXIT
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith("error: internal error (a bug in Settle, not in your data): PanicException")
+    )
+    assert space.bytes() == before
+
+
 def test_debug_prints_the_traceback_too(space, capfd, monkeypatch, tmp_path):
     monkeypatch.setenv("SETTLE_LOG_DIR", str(tmp_path / "logs"))
     monkeypatch.setattr(engine, "settle", _a_bug)
