@@ -287,7 +287,7 @@ def _closed_periods(con: duckdb.DuckDBPyConnection) -> set[dt.date]:
             FROM (SELECT DISTINCT period FROM calc_interaction_stat WHERE period IS NOT NULL) m
             JOIN cfg_contracts c
               ON m.period >= c.start_period
-             AND m.period <= coalesce(c.end_period, DATE '9999-12-01')
+             AND m.period <= term_end(c.end_period)
             LEFT JOIN period_status s ON s.contract_id = c.contract_id AND s.period = m.period
             GROUP BY m.period
             HAVING bool_and(coalesce(s.status = 'closed', false))
@@ -338,7 +338,7 @@ def _closing_sets(con: duckdb.DuckDBPyConnection) -> None:
             FROM months m
             JOIN cfg_contracts c
               ON m.period >= c.start_period
-             AND m.period <= coalesce(c.end_period, DATE '9999-12-01')
+             AND m.period <= term_end(c.end_period)
             LEFT JOIN period_status s ON s.contract_id = c.contract_id AND s.period = m.period
         ),
         now_sets AS (

@@ -49,7 +49,7 @@ clipped AS (
         CAST(w.window_start + to_months(w.months_in_window - 1) AS DATE) AS window_end,
         greatest(w.window_start, w.start_period) AS term_start,
         least(CAST(w.window_start + to_months(w.months_in_window - 1) AS DATE),
-              coalesce(w.end_period, DATE '9999-12-01')) AS term_end
+              term_end(w.end_period)) AS term_end
     FROM windowed w
 ),
 closing AS (
@@ -168,7 +168,7 @@ shares AS (
         (total_units // instalments)
             + CASE WHEN instalment <= total_units % instalments THEN 1 ELSE 0 END
             AS instalment_units,
-        least(due_period, coalesce(end_period, DATE '9999-12-01')) AS billed_period
+        least(due_period, term_end(end_period)) AS billed_period
     FROM split
 )
 SELECT
