@@ -320,7 +320,7 @@ def prepared(contracts: Path, data: Path) -> tuple[duckdb.DuckDBPyConnection, li
     engine.register_inputs(con, InputSet(inputs.data_dir, inputs.frames))  # no interactions yet
     con.execute(
         "CREATE TEMP TABLE run_params AS SELECT ?::DATE AS period_from, ?::DATE AS period_to, "
-        "DATE '9999-12-31' AS as_known_at, 'settle' AS mode",
+        "far_future() AS as_known_at, 'settle' AS mode",
         [generate.MONTHS[0], generate.MONTHS[-1]],
     )
     con.execute("CREATE TEMP TABLE run_contracts AS SELECT contract_id FROM cfg_contracts")

@@ -22,6 +22,7 @@ import duckdb
 from . import engine
 from .cli_workflow import COMMANDS, db_option, emit, json_option
 from .errors import BUG_EXIT, SettleError, bug_message, write_traceback
+from .explain.text import num
 from .periods import date_arg, fmt, period_arg
 
 # set by the group's --debug (or SETTLE_DEBUG=1) before any command runs; read by entry()
@@ -88,7 +89,8 @@ def _contract_option(func):
 
 
 def _money(value: Decimal | None) -> str:
-    return "" if value is None else f"{value:,.2f}"
+    # as stored, at least 2 places: `:,.2f` rounded a 3- or 4-place amount_scale's amounts
+    return "" if value is None else num(value, 2)
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:

@@ -16,6 +16,7 @@ import click
 
 from . import engine, sql_shell, workflow
 from . import export as exporter
+from .explain.text import num
 from .periods import fmt, period_arg
 
 MONTH_KEYS = {"period", "billed_in_period", "period_from", "period_to", "window_start"}
@@ -70,7 +71,8 @@ def contracts_list(values: tuple[str, ...]) -> set[str] | None:
 
 
 def _money(value: Decimal | None) -> str:
-    return "" if value is None else f"{value:,.2f}"
+    # as stored, at least 2 places: `:,.2f` rounded a 3- or 4-place amount_scale's amounts
+    return "" if value is None else num(value, 2)
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:

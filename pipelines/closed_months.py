@@ -24,6 +24,7 @@ closed month is restated through adjustments with the reason "interactions of YY
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -224,7 +225,8 @@ def _precounted(
         except (OSError, ValueError):
             continue
         if (saved.get("files"), saved.get("measurement")) == state:
-            found[period] = (folder / "interaction_counts.parquet").as_posix()
+            # a literal in the SQL that reads it: a quote in the folder name is doubled
+            found[period] = (folder / "interaction_counts.parquet").as_posix().replace("'", "''")
     return found
 
 
@@ -249,13 +251,6 @@ def write_counts(con: duckdb.DuckDBPyConnection, counts_dir: Path) -> list[dt.da
     written = []
     for period, (files, measurement) in sorted(_now_sets(con).items()):
         folder = Path(counts_dir) / f"period={period:%Y-%m}"
-        folder.mkdir(parents=True, exist_ok=True)
-        con.execute(
-            "COPY (SELECT * FROM calc_interaction_counts WHERE period = ? "
-            "ORDER BY contract_id, service_line_id, excluded_from, kind, bound) "
-            f"TO '{(folder / 'interaction_counts.parquet').as_posix()}' (FORMAT parquet)",
-            [period],
-        )
         stat = {
             name: [sha, size, mtime]
             for name, sha, size, mtime in con.execute(
@@ -264,11 +259,42 @@ def write_counts(con: duckdb.DuckDBPyConnection, counts_dir: Path) -> list[dt.da
                 [period],
             ).fetchall()
         }
-        (folder / "manifest.json").write_text(
-            json.dumps({"files": files, "measurement": measurement, "stat": stat}, indent=1)
-        )
+        manifest = {"files": files, "measurement": measurement, "stat": stat}
+        _write_month_counts(con, folder, period, manifest)
         written.append(period)
     return written
+
+
+def _write_month_counts(
+    con: duckdb.DuckDBPyConnection, folder: Path, period: dt.date, manifest: dict
+) -> None:
+    """The manifest vouches for the Parquet beside it, so it goes first and comes back last, and
+    each file is written under a temporary name and renamed: a failed or killed write leaves a
+    month with no manifest (counted again), never an old manifest over new or half-written
+    counts."""
+    counts, saved = folder / "interaction_counts.parquet", folder / "manifest.json"
+    tmp_counts, tmp_saved = folder / ".interaction_counts.parquet.tmp", folder / ".manifest.tmp"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        saved.unlink(missing_ok=True)
+        literal = tmp_counts.as_posix().replace("'", "''")
+        con.execute(
+            "COPY (SELECT * FROM calc_interaction_counts WHERE period = ? "
+            "ORDER BY contract_id, service_line_id, excluded_from, kind, bound) "
+            f"TO '{literal}' (FORMAT parquet)",
+            [period],
+        )
+        os.replace(tmp_counts, counts)
+        tmp_saved.write_text(json.dumps(manifest, indent=1))
+        os.replace(tmp_saved, saved)
+    except (duckdb.Error, OSError) as exc:
+        for leftover in (tmp_counts, tmp_saved):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+        raise SettleError(
+            f"{folder}: the interaction counts of {period:%Y-%m} could not be written ({exc}); "
+            "the month has no manifest now and is counted again when it is next read"
+        ) from None
 
 
 def _manifest(counts_dir: Path | None, period: dt.date) -> Path:
@@ -287,7 +313,7 @@ def _closed_periods(con: duckdb.DuckDBPyConnection) -> set[dt.date]:
             FROM (SELECT DISTINCT period FROM calc_interaction_stat WHERE period IS NOT NULL) m
             JOIN cfg_contracts c
               ON m.period >= c.start_period
-             AND m.period <= coalesce(c.end_period, DATE '9999-12-01')
+             AND m.period <= term_end(c.end_period)
             LEFT JOIN period_status s ON s.contract_id = c.contract_id AND s.period = m.period
             GROUP BY m.period
             HAVING bool_and(coalesce(s.status = 'closed', false))
@@ -338,7 +364,7 @@ def _closing_sets(con: duckdb.DuckDBPyConnection) -> None:
             FROM months m
             JOIN cfg_contracts c
               ON m.period >= c.start_period
-             AND m.period <= coalesce(c.end_period, DATE '9999-12-01')
+             AND m.period <= term_end(c.end_period)
             LEFT JOIN period_status s ON s.contract_id = c.contract_id AND s.period = m.period
         ),
         now_sets AS (

@@ -48,7 +48,6 @@ from .terms import build_tables
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SQL_DIR = PACKAGE_DIR.parent / "sql"
-FAR_FUTURE = dt.date(9999, 12, 31)
 
 Progress = Callable[[str], None]
 
@@ -224,8 +223,7 @@ def check_references(contracts: list[LoadedContract], inputs: InputSet) -> None:
             "(SELECT min(start_period) FROM cfg_contracts) AS period_from, "
             "coalesce((SELECT max(period) FROM in_volumes), "
             "(SELECT min(start_period) FROM cfg_contracts)) AS period_to, "
-            "?::DATE AS as_known_at, 'settle'::VARCHAR AS mode",
-            [FAR_FUTURE],
+            "far_future() AS as_known_at, 'settle'::VARCHAR AS mode"
         )
         _register(
             con,
@@ -498,8 +496,9 @@ def settle(
         check_input_rules(con)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE run_params AS SELECT ?::DATE AS period_from, "
-            "?::DATE AS period_to, ?::DATE AS as_known_at, ?::VARCHAR AS mode",
-            [request.period_from, request.period_to, request.as_known_at or FAR_FUTURE, mode],
+            "?::DATE AS period_to, coalesce(?::DATE, far_future()) AS as_known_at, "
+            "?::VARCHAR AS mode",
+            [request.period_from, request.period_to, request.as_known_at, mode],
         )
         _register(
             con,
@@ -529,8 +528,8 @@ def settle(
 def _require_in_term(selected: list[LoadedContract], request: RunRequest) -> None:
     """A request that no selected contract's term reaches stops before anything is computed."""
     for c in selected:
-        end = c.terms.end or FAR_FUTURE
-        if c.terms.start <= request.period_to and request.period_from <= end:
+        open_end = c.terms.end is None or request.period_from <= c.terms.end
+        if c.terms.start <= request.period_to and open_end:
             return
     terms = "; ".join(
         f"{c.contract_id} {fmt(c.terms.start)}..{fmt(c.terms.end) if c.terms.end else 'open'}"

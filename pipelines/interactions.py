@@ -467,9 +467,9 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "arrived_at", "arrived_at must fall inside the contract term (start..end)",
-        "g.period < c.start_period OR g.period > coalesce(c.end_period, DATE '9999-12-01')",
+        "g.period < c.start_period OR g.period > term_end(c.end_period)",
         "date_trunc('month', i.arrived_at) < c.start_period "
-        "OR date_trunc('month', i.arrived_at) > coalesce(c.end_period, DATE '9999-12-01')",
+        "OR date_trunc('month', i.arrived_at) > term_end(c.end_period)",
         _KEYS,
     ),
 )  # fmt: skip

@@ -2,22 +2,16 @@
 
 Every amount, rate, share and factor is a `decimal.Decimal` in Python and a `DECIMAL(38, s)`
 in DuckDB: never a float. Rounding happens once, at the invoice line, with the contract's
-rounding mode; SQL does it through the macros in `sql/01_macros.sql`, Python through `quantize`
-below, and the tests hold the two to the same answers.
+rounding mode, in SQL only (the macros in `sql/01_macros.sql`); the tests hold them to an exact
+reference of their own (`tests/helpers.py`).
 """
 
 from __future__ import annotations
 
-import decimal
 from decimal import Decimal
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
-
-ROUNDING_MODES = {
-    "half_up": decimal.ROUND_HALF_UP,  # half away from zero, as DuckDB's ROUND on decimals
-    "half_even": decimal.ROUND_HALF_EVEN,
-}
 
 # Storage scales of the output tables (DECIMAL(38, s)); a contract's own scales must fit in them.
 AMOUNT_SCALE = 4  # DECIMAL(38, 4): invoice and charge amounts
@@ -39,15 +33,3 @@ def D(value: object) -> Decimal:
     if isinstance(value, Decimal):
         return value
     return Decimal(str(value))
-
-
-def quantize(value: Decimal, scale: int, mode: str = "half_up") -> Decimal:
-    """Round `value` to `scale` decimal places with a contract rounding mode."""
-    return value.quantize(Decimal(1).scaleb(-scale), rounding=ROUNDING_MODES[mode])
-
-
-def divide(numerator: Decimal, denominator: Decimal, scale: int, mode: str = "half_up") -> Decimal:
-    """Exact quotient rounded once to `scale` places: the Python twin of SQL `div_round`."""
-    with decimal.localcontext() as ctx:
-        ctx.prec = 80
-        return quantize(numerator / denominator, scale, mode)

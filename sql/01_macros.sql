@@ -8,6 +8,15 @@
 -- the scaled products below reach 10^24.
 CREATE OR REPLACE TEMP MACRO pow10(n) AS CAST(rpad('1', CAST(n + 1 AS INTEGER), '0') AS HUGEINT);
 
+-- The far-future sentinel, defined once: "no end" for a term (end_period NULL) and "every term
+-- agreed so far" for a run (as_known_at NULL). Python passes NULL and never spells the date.
+-- 9999-12 is the last month Python's dates (years 1-9999) can hold.
+CREATE OR REPLACE TEMP MACRO far_future() AS DATE '9999-12-31';
+
+-- The last month of a term: its end_period, or the far-future month when the term is open.
+CREATE OR REPLACE TEMP MACRO term_end(end_period) AS
+    coalesce(end_period, CAST(date_trunc('month', far_future()) AS DATE));
+
 -- x as an integer count of 10^-6. Exact for every term and input: contract terms are
 -- DECIMAL(20, 6), input values DECIMAL(28, 6) and month charges DECIMAL(38, 4).
 CREATE OR REPLACE TEMP MACRO to_units6(x) AS

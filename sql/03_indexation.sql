@@ -70,11 +70,14 @@ WITH weighted AS (
 SELECT
     r.contract_id, r.n, r.review_period, r.method, r.cap, r.floor, r.factor_scale,
     r.rounding_mode,
-    -- chained: 1 + sum(weight x clamped change); base_relative: the unheld FIDIC factor
+    -- chained: 1 + sum(weight x clamped change); base_relative: the unheld FIDIC factor.
+    -- weight (6 places) x change (10) has 16 places: uncast, the CASE takes round_to's 10 and
+    -- the chained step is rounded before its one rounding to factor_scale.
     CASE
-        WHEN r.method = 'base_relative' THEN round_to(
+        WHEN r.method = 'base_relative' THEN CAST(round_to(
             (1 - w.total_weight) + w.weighted_ratio, r.factor_scale, r.rounding_mode)
-        ELSE 1 + w.weighted_change
+            AS DECIMAL(38, 16))
+        ELSE CAST(1 + w.weighted_change AS DECIMAL(38, 16))
     END AS step
 FROM calc_reviews r
 JOIN weighted w USING (contract_id, n);
@@ -124,8 +127,11 @@ SELECT
     ch.raw_change, ch.applied_change, ch.change_clamped_to,
     f.previous_factor,
     -- before rounding (chained) or before the hold within floor and cap (base_relative)
-    CASE WHEN s.method = 'base_relative' THEN f.step ELSE f.previous_factor * f.step END
-        AS unrounded_factor,
+    -- previous factor (10 places) x step (16): exact at 26 places, each branch cast to them
+    CASE
+        WHEN s.method = 'base_relative' THEN CAST(f.step AS DECIMAL(38, 26))
+        ELSE CAST(f.previous_factor * f.step AS DECIMAL(38, 26))
+    END AS unrounded_factor,
     f.factor, f.factor_held_at,
     s.method, s.cap, s.floor, s.factor_scale, s.rounding_mode
 FROM calc_index_changes ch

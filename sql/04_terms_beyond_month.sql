@@ -49,7 +49,7 @@ clipped AS (
         CAST(w.window_start + to_months(w.months_in_window - 1) AS DATE) AS window_end,
         greatest(w.window_start, w.start_period) AS term_start,
         least(CAST(w.window_start + to_months(w.months_in_window - 1) AS DATE),
-              coalesce(w.end_period, DATE '9999-12-01')) AS term_end
+              term_end(w.end_period)) AS term_end
     FROM windowed w
 ),
 closing AS (
@@ -105,9 +105,12 @@ SELECT
               THEN div_round(units_short_scaled, months_in_window, 10, 'half_up')
               ELSE 0 END AS DECIMAL(38, 10)) AS shortfall_units,
     CAST(CASE
+        -- shortfall x months (6 places) x rate (up to 8) has 14 places, more than div_round's 12:
+        -- taken in units of 10^-22 and divided once (exact below 10^16)
         WHEN minimum_units IS NOT NULL AND units_short_scaled > 0
-            THEN div_round(units_short_scaled * first_rate, months_in_window, amount_scale,
-                           rounding_mode)
+            THEN from_units(muldiv_round(to_units22(units_short_scaled * first_rate), 1,
+                                         months_in_window, pow10(22 - amount_scale),
+                                         rounding_mode), amount_scale)
         WHEN minimum_charge IS NOT NULL
              AND minimum_charge_in_force * months_in_term > window_usage * months_in_window
             THEN div_round(minimum_charge_in_force * months_in_term
@@ -168,7 +171,7 @@ shares AS (
         (total_units // instalments)
             + CASE WHEN instalment <= total_units % instalments THEN 1 ELSE 0 END
             AS instalment_units,
-        least(due_period, coalesce(end_period, DATE '9999-12-01')) AS billed_period
+        least(due_period, term_end(end_period)) AS billed_period
     FROM split
 )
 SELECT

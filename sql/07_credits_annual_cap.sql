@@ -24,7 +24,7 @@ closing AS (
         *,
         CAST(year_start + to_months(11) AS DATE) AS year_end,
         greatest(year_start, start_period) AS term_start,
-        least(CAST(year_start + to_months(11) AS DATE), coalesce(end_period, DATE '9999-12-01'))
+        least(CAST(year_start + to_months(11) AS DATE), term_end(end_period))
             AS term_end
     FROM years
 ),

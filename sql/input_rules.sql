@@ -20,7 +20,7 @@ ORDER BY _file, _row;
 -- rule: period must lie inside the contract term (start..end).
 SELECT _file, _row, v.contract_id, v.service_line_id, v.period, c.start_period, c.end_period
 FROM in_volumes v JOIN cfg_contracts c USING (contract_id)
-WHERE v.period < c.start_period OR v.period > coalesce(c.end_period, DATE '9999-12-01')
+WHERE v.period < c.start_period OR v.period > term_end(c.end_period)
 ORDER BY _file, _row;
 
 -- name: kpis_known
@@ -56,7 +56,7 @@ ORDER BY _file, _row;
 -- name: kpis_in_term
 -- rule: period must lie inside the contract term (start..end).
 SELECT _file, _row, k.contract_id, k.kpi_id, k.period FROM in_kpis k JOIN cfg_contracts c USING (contract_id)
-WHERE k.period < c.start_period OR k.period > coalesce(c.end_period, DATE '9999-12-01')
+WHERE k.period < c.start_period OR k.period > term_end(c.end_period)
 ORDER BY _file, _row;
 
 -- name: kpis_ratio
@@ -86,7 +86,7 @@ ORDER BY _file, _row;
 -- rule: period must lie inside the contract term (start..end).
 SELECT e._file, e._row, e.contract_id, e.kpi_id, e.period, c.start_period, c.end_period
 FROM in_exclusions e JOIN cfg_contracts c USING (contract_id)
-WHERE e.period < c.start_period OR e.period > coalesce(c.end_period, DATE '9999-12-01')
+WHERE e.period < c.start_period OR e.period > term_end(c.end_period)
 ORDER BY _file, _row;
 
 -- name: vendor_invoices_known
@@ -94,7 +94,7 @@ ORDER BY _file, _row;
 SELECT _file, _row, v.contract_id, v.period, v.line_key FROM in_vendor_invoices v
 LEFT JOIN cfg_contracts c USING (contract_id)
 WHERE c.contract_id IS NULL
-   OR v.period < c.start_period OR v.period > coalesce(c.end_period, DATE '9999-12-01')
+   OR v.period < c.start_period OR v.period > term_end(c.end_period)
 ORDER BY _file, _row;
 
 -- name: vendor_invoices_one_invoice
@@ -110,5 +110,5 @@ LEFT JOIN cfg_contracts c USING (contract_id)
 WHERE c.contract_id IS NULL
    OR NOT EXISTS (SELECT 1 FROM cfg_pass_through t
                   WHERE t.contract_id = p.contract_id AND t.item_id = p.item_id)
-   OR p.period < c.start_period OR p.period > coalesce(c.end_period, DATE '9999-12-01')
+   OR p.period < c.start_period OR p.period > term_end(c.end_period)
 ORDER BY _file, _row;

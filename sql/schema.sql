@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS index_factors (
     raw_change DECIMAL(38, 10),         -- index ratio - 1, before cap and floor
     applied_change DECIMAL(38, 10),     -- after cap, floor and indexed share
     previous_factor DECIMAL(38, 10),
-    unrounded_factor DECIMAL(38, 10),   -- exact product before factor_scale
+    unrounded_factor DECIMAL(38, 26),   -- exact product before factor_scale
     factor DECIMAL(38, 10),             -- rounded to factor_scale; multiplies prices
     method VARCHAR,
     cap DECIMAL(20, 6),

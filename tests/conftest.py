@@ -210,3 +210,12 @@ class Workspace:
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
     return Workspace(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def macros():
+    """An in-memory connection with sql/01_macros.sql, for the macros' own tests."""
+    con = duckdb.connect()
+    engine.run_script(con, engine.SQL_DIR / "01_macros.sql")
+    yield con
+    con.close()

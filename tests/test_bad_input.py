@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import cli
 from tests.conftest import Workspace
+from tests.helpers import database_unchanged, entry_exits
 
 SETTLE = Path(sys.executable).parent / "settle"
 
@@ -370,16 +370,10 @@ def check_error(stderr: str, stdout: str, case: Case, ws) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_refused_and_the_database_is_untouched(good, case, monkeypatch, capfd):
-    before = good.db_bytes()
-    case.breaks(good)
-    monkeypatch.setattr(sys, "argv", ["settle", *argv(good, case)])
-    with pytest.raises(SystemExit) as exited:
-        cli.entry()
-    assert exited.value.code == 1
-    out, err = capfd.readouterr()
-    check_error(err, out, case, good)
-    assert good.db_bytes() == before
-    assert not Path(f"{good.db}.wal").exists()
+    with database_unchanged(good.db):
+        case.breaks(good)
+        out, err = entry_exits(monkeypatch, capfd, argv(good, case))
+        check_error(err, out, case, good)
 
 
 SUBPROCESS_CASES = ["bands_out_of_order", "missing_index_value_for_a_review"]
@@ -388,11 +382,10 @@ SUBPROCESS_CASES = ["bands_out_of_order", "missing_index_value_for_a_review"]
 @pytest.mark.parametrize("name", SUBPROCESS_CASES)
 def test_the_installed_command_refuses_the_same_way(good, name):
     case = next(c for c in CASES if c.id == name)
-    before = good.db_bytes()
-    case.breaks(good)
-    done = subprocess.run(
-        [str(SETTLE), *argv(good, case)], capture_output=True, text=True, cwd=good.root
-    )
-    assert done.returncode == 1, done.stderr
-    check_error(done.stderr, done.stdout, case, good)
-    assert good.db_bytes() == before
+    with database_unchanged(good.db):
+        case.breaks(good)
+        done = subprocess.run(
+            [str(SETTLE), *argv(good, case)], capture_output=True, text=True, cwd=good.root
+        )
+        assert done.returncode == 1, done.stderr
+        check_error(done.stderr, done.stdout, case, good)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,8 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import checks, cli, engine
+from pipelines import checks, engine
 from tests import test_bad_input as base
+from tests.helpers import database_unchanged, entry_exits
 from tests.test_bad_input import GOOD, Case, add_volumes, argv, check_error, edit_contract
 
 # the settled workspace of test_bad_input, as fixtures of this module too
@@ -58,15 +58,10 @@ def snapshot(db: Path) -> dict[str, list[tuple]]:
 
 def refused(ws, case: Case, monkeypatch, capfd) -> str:
     tables = snapshot(ws.db)
-    before = ws.db_bytes()
-    case.breaks(ws)
-    monkeypatch.setattr(sys, "argv", ["settle", *argv(ws, case)])
-    with pytest.raises(SystemExit) as exited:
-        cli.entry()
-    assert exited.value.code == 1
-    out, err = capfd.readouterr()
-    check_error(err, out, case, ws)
-    assert ws.db_bytes() == before
+    with database_unchanged(ws.db):
+        case.breaks(ws)
+        out, err = entry_exits(monkeypatch, capfd, argv(ws, case))
+        check_error(err, out, case, ws)
     assert snapshot(ws.db) == tables
     return err
 

@@ -31,6 +31,7 @@ from pipelines import cli
 from pipelines.config import ALWAYS_KNOWN, ConfigError, load_contract
 from pipelines.terms import build_rows
 from tests.conftest import Workspace
+from tests.helpers import database_unchanged, entry_exits
 
 SETTLE = Path(sys.executable).parent / "settle"
 
@@ -424,18 +425,12 @@ def check_error(stderr: str, stdout: str, expect: list[str], ws) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_a_bad_contract_file_is_refused_and_nothing_is_written(good, case, monkeypatch, capfd):
-    before = good.db_bytes()
-    case.breaks(good)
-    monkeypatch.setattr(sys, "argv", ["settle", *argv(good, case.command)])
-    started = time.monotonic()
-    with pytest.raises(SystemExit) as exited:
-        cli.entry()
-    assert time.monotonic() - started < 30  # the alias bomb took 71 s before
-    assert exited.value.code == 1
-    out, err = capfd.readouterr()
-    check_error(err, out, case.expect, good)
-    assert good.db_bytes() == before
-    assert not Path(f"{good.db}.wal").exists()
+    with database_unchanged(good.db):
+        case.breaks(good)
+        started = time.monotonic()
+        out, err = entry_exits(monkeypatch, capfd, argv(good, case.command))
+        assert time.monotonic() - started < 30  # the alias bomb took 71 s before
+        check_error(err, out, case.expect, good)
 
 
 def run_installed(ws, command: str) -> subprocess.CompletedProcess:
@@ -450,26 +445,24 @@ def run_installed(ws, command: str) -> subprocess.CompletedProcess:
 
 def test_a_30000_deep_list_fails_cleanly_in_the_installed_command(good):
     # PyYAML's C composer segfaulted here (exit 139) before depth was counted on the event stream
-    before = good.db_bytes()
-    (good.contracts_dir / FILE).write_text(nested(30_000))
-    done = run_installed(good, "run")
-    assert done.returncode == 1, done.stderr
-    check_error(done.stderr, done.stdout, [f"{CFG}: ", "nested more than 32 levels deep"], good)
-    assert good.db_bytes() == before
+    with database_unchanged(good.db):
+        (good.contracts_dir / FILE).write_text(nested(30_000))
+        done = run_installed(good, "run")
+        assert done.returncode == 1, done.stderr
+        check_error(done.stderr, done.stdout, [f"{CFG}: ", "nested more than 32 levels deep"], good)
 
 
 def test_a_fifo_named_yaml_is_refused_without_blocking(good):
-    before = good.db_bytes()
-    os.mkfifo(good.contracts_dir / "pipe.yaml")
-    done = run_installed(good, "run")  # the timeout fails the test if the read blocks
-    assert done.returncode == 1, done.stderr
-    check_error(
-        done.stderr,
-        done.stdout,
-        ["contracts_config/pipe.yaml: is a FIFO (named pipe), not a contract file"],
-        good,
-    )
-    assert good.db_bytes() == before
+    with database_unchanged(good.db):
+        os.mkfifo(good.contracts_dir / "pipe.yaml")
+        done = run_installed(good, "run")  # the timeout fails the test if the read blocks
+        assert done.returncode == 1, done.stderr
+        check_error(
+            done.stderr,
+            done.stdout,
+            ["contracts_config/pipe.yaml: is a FIFO (named pipe), not a contract file"],
+            good,
+        )
 
 
 def test_an_editor_lock_file_is_skipped_with_a_note(good, monkeypatch, capfd):

@@ -9,22 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import tempfile
 import textwrap
 from decimal import Decimal
-from pathlib import Path
+from fractions import Fraction
 
-import duckdb
-import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines import engine
-from pipelines.config import load_contract
 from pipelines.errors import SettleError
-from pipelines.inputs import COLUMNS, InputSet
-from pipelines.money import divide, quantize
+from tests.helpers import round_at, sql_steps
 
 D = Decimal
 
@@ -758,36 +752,8 @@ MONTHS3 = [dt.date(2024, m, 1) for m in (1, 2, 3)]
 
 
 def run_credit_sql(contract_yaml: str, kpis: list[tuple], units: list[tuple]):
-    """Terms and inputs registered as the engine does, then sql/01..07 on an in-memory database."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "contract.yaml"
-        path.write_text(contract_yaml)
-        loaded = load_contract(path)
-    con = duckdb.connect()
-    engine.ensure_schema(con)
-    engine.register_terms(con, [loaded])
-    frames = {}
-    for folder, spec in COLUMNS.items():
-        schema = {c: t for c, (t, _, _) in spec.items()}
-        rows = {"kpis": kpis, "volumes": units}.get(folder, [])
-        frame = pl.DataFrame(
-            [list(r) + [None] * (len(schema) - len(r)) for r in rows],
-            schema=list(schema),
-            orient="row",
-        )
-        frames[folder] = frame.cast(schema).with_columns(
-            pl.lit("test").alias("_file"), pl.int_range(pl.len(), dtype=pl.Int64).alias("_row")
-        )
-    engine.register_inputs(con, InputSet(Path("."), frames))
-    con.execute(
-        "CREATE TEMP TABLE run_params AS SELECT DATE '2024-01-01' AS period_from, "
-        "DATE '2024-12-01' AS period_to, DATE '9999-12-31' AS as_known_at, 'settle' AS mode"
-    )
-    con.execute("CREATE TEMP TABLE run_contracts AS SELECT contract_id FROM cfg_contracts")
-    for path in engine.sql_files():
-        if path.name[:2] <= "07":
-            engine.run_script(con, path)
-    return con
+    """sql/01..07 on an in-memory database (tests/helpers.py), 2024-01..2024-12."""
+    return sql_steps([contract_yaml], {"kpis": kpis, "volumes": units}, "07", dt.date(2024, 12, 1))
 
 
 def month_credits(con) -> dict[dt.date, list[dict]]:
@@ -806,10 +772,10 @@ def check_month(rows: list[dict]) -> None:
     scale, mode = first["amount_scale"], first["rounding_mode"]
     unit = D(1).scaleb(-scale)
     amounts = [r["amount"] for r in rows]
-    assert all(a >= 0 and a == quantize(a, scale, mode) for a in amounts)
+    assert all(a >= 0 and a == round_at(a, scale, mode) for a in amounts)
     if first["cap_amount"] is not None:
         # credits never exceed the (rounded) cap
-        assert sum(amounts) <= quantize(first["cap_amount"], scale, mode)
+        assert sum(amounts) <= round_at(first["cap_amount"], scale, mode)
     if first["split_total"] is not None:
         # the rounded lines add up to the rounded total exactly ...
         assert sum(amounts) == first["split_total"]
@@ -820,10 +786,10 @@ def check_month(rows: list[dict]) -> None:
             floor = exact.quantize(unit, rounding=decimal.ROUND_DOWN)
             assert r["amount"] in (floor, floor + unit)
         if first["capped"]:
-            assert first["split_total"] == quantize(first["cap_amount"], scale, mode)
+            assert first["split_total"] == round_at(first["cap_amount"], scale, mode)
     else:
         for r in rows:
-            assert r["amount"] == quantize(r["uncapped_amount"], scale, mode)
+            assert r["amount"] == round_at(r["uncapped_amount"], scale, mode)
 
 
 @st.composite
@@ -916,7 +882,7 @@ def test_property_points_credits_within_the_cap_and_lines_add_up(case):
         expected = first["points_pct"] * first["charges"] if first["points_pct"] else D(0)
         if first["cap_amount"] is not None:
             expected = min(expected, first["cap_amount"])
-        assert sum(r["amount"] for r in rows) == quantize(
+        assert sum(r["amount"] for r in rows) == round_at(
             expected, first["amount_scale"], first["rounding_mode"]
         )
 
@@ -927,14 +893,6 @@ HALF_CASES = st.tuples(
     st.integers(min_value=1, max_value=10**6).map(lambda n: D(n) / 1000),  # the divisor
     SCALES,
 )
-
-
-@pytest.fixture(scope="module")
-def macros():
-    con = duckdb.connect()
-    engine.run_script(con, engine.SQL_DIR / "01_macros.sql")
-    yield con
-    con.close()
 
 
 @settings(
@@ -951,8 +909,8 @@ def test_property_div_round_matches_decimal_on_half_boundaries(macros, case, mod
         "round_to(?::DECIMAL(38, 12), ?, ?)",
         [dividend, divisor, scale, mode, dividend, scale, mode],
     ).fetchone()
-    assert quotient == divide(dividend, divisor, scale, mode)
-    assert rounded == quantize(dividend, scale, mode)
+    assert quotient == round_at(Fraction(dividend) / Fraction(divisor), scale, mode)
+    assert rounded == round_at(dividend, scale, mode)
 
 
 @pytest.mark.parametrize(

@@ -19,20 +19,14 @@ A credit that is not split is the exact figure rounded once with the contract's 
 from __future__ import annotations
 
 import datetime as dt
-import tempfile
 from decimal import Decimal
 from fractions import Fraction
-from pathlib import Path
 
 import duckdb
-import polars as pl
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines import engine
-from pipelines.config import load_contract
-from pipelines.inputs import COLUMNS, InputSet
+from tests.helpers import largest_remainder, round_at, round_int, sql_steps, text
 
 D = Decimal
 F = Fraction
@@ -40,34 +34,6 @@ MONTHS = [dt.date(2024, m, 1) for m in (1, 2, 3)]
 
 
 # --------------------------------------------------------------------------- the spec, in Python
-
-
-def round_at(x: Fraction, scale: int, mode: str) -> Decimal:
-    """x rounded once to `scale` places: half_up is half away from zero, half_even to even."""
-    scaled = abs(x) * 10**scale
-    whole, rest = divmod(scaled.numerator, scaled.denominator)
-    twice = 2 * rest
-    if twice > scaled.denominator or (
-        twice == scaled.denominator and (mode == "half_up" or whole % 2 == 1)
-    ):
-        whole += 1
-    sign = -1 if x < 0 else 1
-    return D(sign * whole).scaleb(-scale)
-
-
-def largest_remainder(total: Decimal, weights: list[Fraction], scale: int) -> list[Decimal]:
-    """SPEC 4: each share cut toward zero to the scale, the missing units of the last place one
-    each to the largest remainders, ties to the one listed first."""
-    units = int(total.scaleb(scale))
-    whole = sum(weights)
-    if whole == 0:
-        return [D(0).scaleb(-scale)] * len(weights)
-    exact = [F(units) * w / whole for w in weights]
-    floors = [e.numerator // e.denominator for e in exact]
-    order = sorted(range(len(weights)), key=lambda i: (-(exact[i] - floors[i]), i))
-    for i in order[: units - sum(floors)]:
-        floors[i] += 1
-    return [D(f).scaleb(-scale) for f in floors]
 
 
 def worse(direction: str, actual: Fraction, threshold: Fraction) -> bool:
@@ -143,11 +109,6 @@ def expected_credits(c: dict) -> dict[tuple[dt.date, str], Decimal]:
 
 PCT = st.integers(1, 3000).map(lambda n: F(n, 10000))  # 0.0001 .. 0.30
 VALUE = st.integers(0, 10**6).map(lambda n: F(n, 10**6))  # a KPI actual with 6 places
-
-
-def text(x: Fraction) -> str:
-    """A Fraction with a finite decimal expansion, as YAML / Parquet text."""
-    return str(D(x.numerator) / D(x.denominator))
 
 
 @st.composite
@@ -282,14 +243,7 @@ def contract_yaml(c: dict) -> str:
 
 
 def settle_credits(contracts: list[dict]) -> duckdb.DuckDBPyConnection:
-    """Terms and inputs registered as the engine registers them, then sql/01..07 in memory: many
-    contracts settled in one set-based pass."""
-    with tempfile.TemporaryDirectory() as tmp:
-        loaded = []
-        for c in contracts:
-            path = Path(tmp) / f"{c['id']}.yaml"
-            path.write_text(contract_yaml(c))
-            loaded.append(load_contract(path))
+    """sql/01..07 in memory (tests/helpers.py): many contracts settled in one set-based pass."""
     rows = {
         "volumes": [(c["id"], "voice", m, text(c["units"])) for c in contracts for m in MONTHS],
         "kpis": [
@@ -298,30 +252,7 @@ def settle_credits(contracts: list[dict]) -> duckdb.DuckDBPyConnection:
             for (m, kpi_id), v in c["values"].items()
         ],
     }
-    con = duckdb.connect()
-    engine.ensure_schema(con)
-    engine.register_terms(con, loaded)
-    frames = {}
-    for folder, spec in COLUMNS.items():
-        schema = {c: t for c, (t, _, _) in spec.items()}
-        frame = pl.DataFrame(
-            [list(r) + [None] * (len(schema) - len(r)) for r in rows.get(folder, [])],
-            schema=list(schema),
-            orient="row",
-        )
-        frames[folder] = frame.cast(schema).with_columns(
-            pl.lit("test").alias("_file"), pl.int_range(pl.len(), dtype=pl.Int64).alias("_row")
-        )
-    engine.register_inputs(con, InputSet(Path("."), frames))
-    con.execute(
-        "CREATE TEMP TABLE run_params AS SELECT DATE '2024-01-01' AS period_from, "
-        "DATE '2024-03-01' AS period_to, DATE '9999-12-31' AS as_known_at, 'settle' AS mode"
-    )
-    con.execute("CREATE TEMP TABLE run_contracts AS SELECT contract_id FROM cfg_contracts")
-    for path in engine.sql_files():
-        if path.name[:2] <= "07":
-            engine.run_script(con, path)
-    return con
+    return sql_steps([contract_yaml(c) for c in contracts], rows, "07", MONTHS[-1])
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -455,14 +386,6 @@ def test_measured_kpis_compare_and_credit_on_the_exact_fraction(ws):
 HALF_MODES = st.sampled_from(["half_up", "half_even", "down", "ceiling"])
 
 
-@pytest.fixture(scope="module")
-def macros():
-    con = duckdb.connect()
-    engine.run_script(con, engine.SQL_DIR / "01_macros.sql")
-    yield con
-    con.close()
-
-
 @settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -486,20 +409,8 @@ def test_muldiv_round_matches_exact_rounding(macros, x, q, p_share, k, negative_
     got = macros.execute(
         "SELECT muldiv_round(?::HUGEINT, ?::HUGEINT, ?::HUGEINT, pow10(?), ?)", [x, p, q, k, mode]
     ).fetchone()[0]
-    exact = F(x * p, q * 10**k)
-    if mode == "ceiling":
-        want = -((-exact.numerator) // exact.denominator)
-    elif mode == "down":
-        want = int(exact)  # toward zero
-    else:
-        # in integers: a Decimal would round a 29-digit result to its context's 28 digits
-        whole, rest = divmod(abs(exact.numerator), exact.denominator)
-        if 2 * rest > exact.denominator or (
-            2 * rest == exact.denominator and (mode == "half_up" or whole % 2 == 1)
-        ):
-            whole += 1
-        want = -whole if exact < 0 else whole
-    assert got == want
+    # in integers: a Decimal would round a 29-digit result to its context's 28 digits
+    assert got == round_int(F(x * p, q * 10**k), mode)
 
 
 BANDED_CONTRACT = """\

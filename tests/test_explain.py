@@ -665,3 +665,17 @@ def test_an_earn_back_of_a_closed_month_names_the_credit_it_returns(ws):
     text = explain(ws.db, "2024-02", "earn_back:sl")
     assert "Credit of 2024-01: 402.00 (earn-back after 1 assessed months)" in text
     assert "Earn-back: the credit of 2024-01, 402.00, is returned in full" in text
+
+
+def test_numbers_print_every_stored_digit_past_28():
+    # DECIMAL(38, 22) holds 29 significant digits here; Decimal.normalize() and `* 100` in the
+    # default context keep 28 and printed 1,234,567.123456789012345678901 (the last 2 lost)
+    from pipelines.explain.text import money, pct
+    from pipelines.orchestration.display import money as dagster_money
+
+    stored = Decimal("1234567.1234567890123456789012000000")
+    assert money(stored) == "1,234,567.1234567890123456789012"
+    assert dagster_money(stored) == "1,234,567.1234567890123456789012"
+    # 0.1234567890123456789012345678901 x 100, the point moved two places
+    assert pct(Decimal("0.1234567890123456789012345678901")) == "12.34567890123456789012345678901%"
+    assert money(Decimal("-0.0000")) == "0.00" and dagster_money(Decimal("12.5000")) == "12.50"

@@ -12,6 +12,9 @@ import copy
 from decimal import Decimal as D
 from typing import Any
 
+import duckdb
+
+from pipelines.orchestration import readback
 from pipelines.periods import parse_period
 
 GAIN_SHARE_COLUMNS = (
@@ -339,7 +342,7 @@ def test_indexed_baseline_moves_with_the_contract_factor(ws):
     assert n["provider_amount"] == D("540.00")
 
 
-def test_indexed_baseline_is_not_cut_before_the_line(ws):
+def settle_indexed_exact(ws) -> None:
     # CPI 2023-09 = 100, 2023-10 = 103.123457: the review in 2024-01 (lag 3) gives the change
     # 103.123457 / 100 - 1 = 0.03123457 and, at factor_scale 10, the factor 1.03123457.
     indexation = {
@@ -364,6 +367,9 @@ def test_indexed_baseline_is_not_cut_before_the_line(ws):
     ws.volumes(months("EXACT", {"2024-01": "1000"}))
     ws.settle("2024-01")
 
+
+def test_indexed_baseline_is_not_cut_before_the_line(ws):
+    settle_indexed_exact(ws)
     [w] = windows(ws, "EXACT")
     # B = 106,065.940943 x 1.03123457 = 109,378.86499999999951 (6 + 8 places, all kept)
     assert w["baseline_cost"] == D("109378.86499999999951")
@@ -374,6 +380,15 @@ def test_indexed_baseline_is_not_cut_before_the_line(ws):
     assert w["savings"] == D("57817.16499999999951")
     assert w["provider_amount"] == D("57817.16")
     assert gain_share_lines(ws, "EXACT") == {"2024-01": D("57817.16")}
+
+
+def test_dagster_metadata_shows_the_stored_gain_share_figures_unrounded(ws):
+    # the readback rounded B, C and S to 2 places: 109,378.86 would hide the 0.00499999999951
+    # that makes S bill 57,817.16 rather than 57,817.17 (test above)
+    settle_indexed_exact(ws)
+    with duckdb.connect(str(ws.db), read_only=True) as con:
+        text = readback.md(con, readback.SUMMARIES["gain_share"]["windows"], 1).value
+    assert "| 109,378.86499999999951 | 51,561.70 | 57,817.16499999999951 | 57,817.16 |" in text
 
 
 def test_volume_measure_values_avoided_contacts(ws):

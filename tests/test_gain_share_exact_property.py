@@ -11,20 +11,14 @@ pain is shared, capped in absolute value, and rounded once with the contract's m
 from __future__ import annotations
 
 import datetime as dt
-import tempfile
 from decimal import Decimal
 from fractions import Fraction
-from pathlib import Path
 
 import duckdb
-import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines import engine
-from pipelines.config import load_contract
-from pipelines.inputs import COLUMNS, InputSet
-from tests.test_credits_exact_property import round_at, text
+from tests.helpers import round_at, sql_steps, text
 
 F = Fraction
 MONTHS = [dt.date(2024, m, 1) for m in (1, 2, 3)]
@@ -130,41 +124,9 @@ gain_share:
 
 
 def settle(contracts: list[dict]) -> duckdb.DuckDBPyConnection:
-    """Terms and inputs registered as the engine does, then sql/01..08 on an in-memory database."""
-    with tempfile.TemporaryDirectory() as tmp:
-        loaded = []
-        for c in contracts:
-            path = Path(tmp) / f"{c['id']}.yaml"
-            path.write_text(contract_yaml(c))
-            loaded.append(load_contract(path))
+    """sql/01..08 on an in-memory database (tests/helpers.py)."""
     rows = [(c["id"], "voice", m, text(u)) for c in contracts for m, u in c["units"].items()]
-    con = duckdb.connect()
-    engine.ensure_schema(con)
-    engine.register_terms(con, loaded)
-    frames = {}
-    for folder, spec in COLUMNS.items():
-        schema = {name: t for name, (t, _, _) in spec.items()}
-        frame = pl.DataFrame(
-            [
-                list(r) + [None] * (len(schema) - len(r))
-                for r in (rows if folder == "volumes" else [])
-            ],
-            schema=list(schema),
-            orient="row",
-        )
-        frames[folder] = frame.cast(schema).with_columns(
-            pl.lit("test").alias("_file"), pl.int_range(pl.len(), dtype=pl.Int64).alias("_row")
-        )
-    engine.register_inputs(con, InputSet(Path("."), frames))
-    con.execute(
-        "CREATE TEMP TABLE run_params AS SELECT DATE '2024-01-01' AS period_from, "
-        "DATE '2024-03-01' AS period_to, DATE '9999-12-31' AS as_known_at, 'settle' AS mode"
-    )
-    con.execute("CREATE TEMP TABLE run_contracts AS SELECT contract_id FROM cfg_contracts")
-    for path in engine.sql_files():
-        if path.name[:2] <= "08":
-            engine.run_script(con, path)
-    return con
+    return sql_steps([contract_yaml(c) for c in contracts], {"volumes": rows}, "08", MONTHS[-1])
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])

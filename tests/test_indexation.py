@@ -287,6 +287,21 @@ def test_factor_rounded_to_factor_scale(ws, factor_scale, factor, rate):
     assert charge(ws, "2025-01", "usage:voice")["rate"] == D(rate)
 
 
+def test_a_weighted_change_is_not_cut_to_ten_places_before_the_factor_is_rounded(ws):
+    # c = 10,000.999999 / 10,000 - 1 = 0.0000999999 (10 places, exact); 0.5 of it is
+    # 0.00004999995 (11 places), so the factor is 1.00004999995 -> 1.0000 at 4 places, half up.
+    # The step was cut to 10 places first (a CASE with the base_relative branch took its scale):
+    # 1.0000500000, a tie, which rounded up to 1.0001 and billed voice at 2.4002.
+    ws.contract(contract(chained(share="0.50", factor_scale=4)))
+    volumes(ws, "2025-01")
+    ws.index_values([("UK_CPI", "2023-10", "10000"), ("UK_CPI", "2024-10", "10000.999999")])
+    ws.settle("2025-01")
+    [f] = factors(ws)
+    assert f["applied_change"] == D("0.0000999999")
+    assert f["factor"] == D("1.0000")
+    assert charge(ws, "2025-01", "usage:voice")["rate"] == D("2.4000")
+
+
 def test_missing_index_value_names_the_index_and_month(ws):
     ws.contract(contract(chained()))
     volumes(ws, "2025-01")

@@ -7,28 +7,21 @@ states the one precision choice it relies on: an index ratio is rounded to 10 pl
 
 from __future__ import annotations
 
-import decimal
 from decimal import Decimal
+from fractions import Fraction
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, given, settings
 
 from tests.conftest import Workspace
+from tests.helpers import round_at
 
 D = Decimal
-MODES = {"half_up": decimal.ROUND_HALF_UP, "half_even": decimal.ROUND_HALF_EVEN}
-
-
-def q(value: Decimal, places: int, mode: str) -> Decimal:
-    with decimal.localcontext() as ctx:
-        ctx.prec = 60
-        return value.quantize(D(1).scaleb(-places), rounding=MODES[mode])
+q = round_at
 
 
 def ratio(a: Decimal, b: Decimal) -> Decimal:
-    with decimal.localcontext() as ctx:
-        ctx.prec = 60
-        return q(a / b, 10, "half_up")
+    return round_at(Fraction(a) / Fraction(b), 10, "half_up")
 
 
 def rebuild(reviews: list[list[dict]], mode: str) -> list[Decimal]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 
+import pytest
+
 from .test_measures import MEASURES, at
 from .test_measures import interactions as rows_of
 
@@ -98,7 +100,7 @@ def test_settle_run_reads_counts_counted_ahead(ws, tmp_path):
     ws.contract(MEASURES)
     ws.volumes([("M1", "voice", "2024-01", "1000")])
     jan = ws.interactions(_month("2024-01-10 09:00:00", "30"), "period=2024-01/part.parquet")
-    counts = tmp_path / "counts"
+    counts = tmp_path / "team's counts"  # a quote in the folder: SQL literals are escaped
     month = parse_period("2024-01")
     summary = count_ahead(ws.contracts_dir, ws.data_dir, counts, month, month, "duckdb")
     assert summary["months"] == ["2024-01"] and summary["files"] == 1
@@ -117,3 +119,26 @@ def test_settle_run_reads_counts_counted_ahead(ws, tmp_path):
         )
     }
     assert values == {"sl_ignore": 0, "asa": 30}
+
+
+def test_counts_that_cannot_be_written_leave_no_manifest_to_trust(ws, tmp_path):
+    # the manifest was written after the Parquet, over the old one: a failed write left the old
+    # manifest vouching for new or half-written counts. Now it goes first and comes back last.
+    from pipelines.closed_months import count_ahead
+    from pipelines.errors import SettleError
+    from pipelines.periods import parse_period
+
+    ws.contract(MEASURES)
+    ws.volumes([("M1", "voice", "2024-01", "1000")])
+    ws.interactions(_month("2024-01-10 09:00:00", "30"), "period=2024-01/part.parquet")
+    counts, month = tmp_path / "team's counts", parse_period("2024-01")
+    count_ahead(ws.contracts_dir, ws.data_dir, counts, month, month, "duckdb")
+    folder = counts / "period=2024-01"
+    assert (folder / "manifest.json").is_file()
+    # the counts file can no longer be replaced: a non-empty folder stands in its place
+    (folder / "interaction_counts.parquet").unlink()
+    (folder / "interaction_counts.parquet").mkdir()
+    (folder / "interaction_counts.parquet" / "keep").write_text("")
+    with pytest.raises(SettleError, match=r"interaction counts of 2024-01 could not be written"):
+        count_ahead(ws.contracts_dir, ws.data_dir, counts, month, month, "duckdb")
+    assert sorted(p.name for p in folder.iterdir()) == ["interaction_counts.parquet"]

@@ -158,6 +158,27 @@ def test_a_range_is_one_run(ws, monkeypatch, capsys):
 # --------------------------------------------------------------------------- closed months
 
 
+def test_the_run_table_prints_four_place_amounts_as_stored(ws, monkeypatch, capsys):
+    # amount_scale 4: 1,001 contacts x 1.2345 = 1,235.7345 (exact, one line). The table printed
+    # it with `:,.2f` as 1,235.73.
+    ws.contract(
+        """\
+contract_id: C4
+currency: GBP
+start: 2024-01
+rounding: {mode: half_up, amount_scale: 4, rate_scale: 4}
+service_lines:
+  - id: voice
+    pricing:
+      - {effective_from: 2024-01, model: per_unit, bands: [{rate: 1.2345}]}
+"""
+    )
+    ws.volumes([("C4", "voice", "2024-01", "1001")])
+    assert cli_run(monkeypatch, ws, "--period", "2024-01") == 0
+    out = capsys.readouterr().out
+    assert "1,235.7345" in out and "1,235.73 " not in out
+
+
 def test_a_closed_month_is_never_rewritten_by_a_rerun(ws):
     setup(ws)
     ws.settle("2024-01", "2024-02")

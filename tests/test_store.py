@@ -329,3 +329,13 @@ def test_every_current_view_keeps_the_closing_run_after_an_index_correction(tmp_
         for where, text, query in store.IDENTITIES:
             assert con.execute(f"SELECT count(*) FROM {where}").fetchone()[0], where
             assert con.execute(query).fetchall() == [], text
+
+
+def test_the_far_future_sentinel_is_defined_once():
+    # open terms and "every term agreed so far" both stand for 9999-12: one macro, far_future()
+    found = [
+        str(p.relative_to(REPO))
+        for p in sorted([*(REPO / "pipelines").rglob("*.py"), *(REPO / "sql").glob("*.sql")])
+        if "9999-12" in p.read_text() or "9999, 12" in p.read_text()
+    ]
+    assert found == ["sql/01_macros.sql"]

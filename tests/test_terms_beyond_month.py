@@ -351,3 +351,34 @@ def test_a_pass_through_item_the_contract_does_not_name_is_refused(ws):
     ws.pass_through([("C1", "2024-01", "postage", None, "5.00", None)])
     with pytest.raises(SettleError, match="item_id must be a pass_through item"):
         ws.settle("2024-01")
+
+
+def test_a_units_shortfall_at_an_eight_place_rate_is_divided_exactly(ws):
+    # CPI 2023-09 = 100, 2023-10 = 168.406871: the factor from 2024-01 (lag 3) is 1.68406871 and
+    # the voice rate 1.00 x 1.68406871 = 1.68406871 at rate_scale 8. The quarter's 999.997031
+    # units fall 0.002969 short of 1,000: 0.002969 x 1.68406871 = 0.00499999999999 (14 places),
+    # 0.00 at 2 places half up, so no true-up line. The shortfall x 3 months was cut to 12 places
+    # (0.01499999999997 -> 0.015000000000) before the division by 3: 0.005, which billed 0.01.
+    ws.contract(
+        VOICE_AT.format(start="2024-01", end="2024-12", rate="1.00")
+        + "    commitments:\n"
+        + "      - {effective_from: 2024-01, over: quarter, minimum_units: 1000}\n"
+        + "rounding: {mode: half_up, amount_scale: 2, rate_scale: 8}\n"
+        + "indexation:\n"
+        + "  index_id: CPI\n  base_period: 2023-09\n  first_review: 2024-01\n"
+        + "  lag_months: 3\n  factor_scale: 10\n  applies_to: [voice]\n"
+    )
+    ws.index_values([("CPI", "2023-09", "100"), ("CPI", "2023-10", "168.406871")])
+    ws.volumes(
+        [
+            ("C1", "voice", "2024-01", "333"),
+            ("C1", "voice", "2024-02", "333"),
+            ("C1", "voice", "2024-03", "333.997031"),
+        ]
+    )
+    ws.settle("2024-01", "2024-03")
+    [window] = ws.rows("SELECT first_rate, window_units, amount FROM commitment_windows")
+    assert window["first_rate"] == D("1.68406871")
+    assert window["window_units"] == D("999.997031")
+    assert window["amount"] == 0
+    assert "true_up:voice" not in ws.lines("2024-03")

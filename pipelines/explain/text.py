@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from decimal import Decimal
 
 from ..periods import fmt
@@ -15,8 +16,18 @@ def num(value: Decimal | int | None, min_dp: int = 0, sep: bool = True) -> str:
     d = Decimal(value)
     if d == 0:
         d = Decimal(0)  # no "-0.00"
-    places = max(-d.normalize().as_tuple().exponent, min_dp, 0)
-    return f"{d:,.{places}f}" if sep else f"{d:.{places}f}"
+    return f"{d:,.{places(d, min_dp)}f}" if sep else f"{d:.{places(d, min_dp)}f}"
+
+
+def places(d: Decimal, min_dp: int = 0) -> int:
+    """The places `d` needs to print exactly, at least `min_dp`. Counted on the digits:
+    `Decimal.normalize()` rounds to the context's 28 digits, and a stored DECIMAL(38, 22) such as
+    a gain-share baseline cost of 1,234,567.1234567890123456789012 has 29."""
+    _, digits, exponent = d.as_tuple()
+    if not isinstance(exponent, int):
+        return min_dp  # NaN or infinity: never stored, printed as Python prints them
+    zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(-(exponent + zeros), min_dp, 0)
 
 
 def money(value: Decimal | None) -> str:
@@ -26,7 +37,8 @@ def money(value: Decimal | None) -> str:
 def pct(value: Decimal | None, signed: bool = False) -> str:
     if value is None:
         return "n/a"
-    text = num(Decimal(value) * 100) + "%"
+    # moving the point is exact at any length; `* 100` would round to the context's 28 digits
+    text = num(Decimal(value).scaleb(2, decimal.Context(prec=80))) + "%"
     return ("+" + text) if signed and value > 0 else text
 
 

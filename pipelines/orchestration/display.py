@@ -9,17 +9,14 @@ from typing import Any
 
 import dagster as dg
 
+from ..explain.text import num
 from ..periods import fmt
-
-CENT = Decimal("0.01")
 
 
 def money(value: Decimal | None) -> str:
-    """Thousands separators and at least two places; more only when the amount has them."""
-    if value is None:
-        return ""
-    value = value.normalize() if value != value.quantize(CENT) else value.quantize(CENT)
-    return f"{value:,f}"
+    """Thousands separators and at least two places; more only when the amount has them (the
+    explain reader's text, never rounded)."""
+    return "" if value is None else num(value, 2)
 
 
 def cell(value: Any) -> str:

@@ -8,7 +8,6 @@ recomputes a figure; the checks at the end compare tables the engine wrote with 
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 import dagster as dg
@@ -22,7 +21,6 @@ from ..periods import fmt
 from .display import money, table
 
 Con = duckdb.DuckDBPyConnection
-ZERO = Decimal(0)
 
 
 def rows(con: Con, sql: str, run_id: int) -> tuple[list[str], list[tuple]]:
@@ -126,8 +124,8 @@ SUMMARIES: dict[str, dict[str, str]] = {
     "gain_share": {
         "windows": """
             SELECT contract_id AS contract, window_start AS "from", window_end AS "to",
-                   outcome, round(baseline_cost, 2) AS "baseline cost",
-                   round(actual_cost, 2) AS "actual cost", round(savings, 2) AS savings,
+                   outcome, baseline_cost AS "baseline cost",
+                   actual_cost AS "actual cost", savings,
                    provider_amount AS "provider amount", gated, capped
             FROM gain_share WHERE run_id = $run_id ORDER BY contract_id, window_start
         """,
@@ -161,7 +159,7 @@ SUMMARIES: dict[str, dict[str, str]] = {
 }
 
 
-def _invoices(result: engine.RunResult) -> dict[str, Any]:
+def _invoices(con: Con, result: engine.RunResult) -> dict[str, Any]:
     """The CLI's run table: one row per contract-month, from the engine's own summary."""
     headers = [
         "contract",
@@ -189,23 +187,30 @@ def _invoices(result: engine.RunResult) -> dict[str, Any]:
     return {"invoices": table(headers, found, limit=120)}
 
 
-def _reconciliation(result: engine.RunResult) -> dict[str, Any]:
+# The run's totals, added up in SQL over the same stored summary as the per-invoice table.
+RECONCILIATION_TOTALS = """
+    SELECT coalesce(sum(exceptions), 0), sum(difference)
+    FROM invoice_summary WHERE run_id = $run_id
+"""
+
+
+def _reconciliation(con: Con, result: engine.RunResult) -> dict[str, Any]:
     headers = ["contract", "month", "billed", "difference", "exceptions"]
     found = [
         [r["contract_id"], r["period"], r["billed"], r["difference"], r["exceptions"]]
         for r in result.reconciliation
     ]
-    exceptions = sum(r["exceptions"] for r in result.reconciliation)
+    exceptions, difference = con.execute(
+        RECONCILIATION_TOTALS, {"run_id": result.run_id}
+    ).fetchone()
     return {
         "per invoice": table(headers, found, limit=120),
-        "lines not matching": exceptions,
-        "total difference": money(
-            sum((r["difference"] or ZERO for r in result.reconciliation), ZERO)
-        ),
+        "lines not matching": int(exceptions),
+        "total difference": money(difference),
     }
 
 
-EXTRA: dict[str, Callable[[engine.RunResult], dict[str, Any]]] = {
+EXTRA: dict[str, Callable[[Con, engine.RunResult], dict[str, Any]]] = {
     "invoice_lines": _invoices,
     "invoice_reconciliation": _reconciliation,
 }
@@ -220,7 +225,7 @@ def summary(con: Con, name: str, result: engine.RunResult, months: str) -> dict[
         "months": months,
     }
     if name in EXTRA:
-        metadata.update(EXTRA[name](result))
+        metadata.update(EXTRA[name](con, result))
     for label, sql in SUMMARIES.get(name, {}).items():
         metadata[label] = md(con, sql, run_id)
     metadata["dagster/column_schema"] = column_schema(con, name)
