@@ -191,7 +191,10 @@ facts AS (
             WHEN 'finished_at' THEN CAST(r.finished_at AS VARCHAR)
             WHEN 'code_version' THEN r.code_version
             WHEN 'data_dir' THEN r.data_dir
-        END AS value
+        END AS value,
+        -- the same instants as timestamps, for a pack that writes typed cells
+        CASE f.name WHEN 'started_at' THEN r.started_at WHEN 'finished_at' THEN r.finished_at
+        END AS value_at
     FROM runs r
     CROSS JOIN (VALUES
         (1, 'mode'), (2, 'periods'), (3, 'as_known_at'), (4, 'started_at'), (5, 'finished_at'),
@@ -199,14 +202,14 @@ facts AS (
     ) f(ord, name)
     UNION ALL
     SELECT run_id, 2, 0, 'config_sha256', unnest(map_keys(config_sha256)),
-           unnest(map_values(config_sha256))
+           unnest(map_values(config_sha256)), NULL::TIMESTAMP
     FROM runs
     UNION ALL
     SELECT run_id, 3, 0, 'input_sha256', unnest(map_keys(input_sha256)),
-           unnest(map_values(input_sha256))
+           unnest(map_values(input_sha256)), NULL::TIMESTAMP
     FROM runs
 )
-SELECT run_id, kind, name, value FROM facts ORDER BY run_id, part, ord, name
+SELECT run_id, kind, name, value, value_at FROM facts ORDER BY run_id, part, ord, name
 """
 
 SUMMARY_COLUMNS = [

@@ -192,7 +192,11 @@ def _table(
     for r, record in enumerate(rows, start=first_data):
         row_scale = scale_of(record)
         for c, column in enumerate(columns):
-            _put(sheet, r, c, record.get(column.key), formats.get(column.kind, row_scale))
+            value = record.get(column.key)
+            kind = column.kind
+            if isinstance(value, dt.datetime) and kind not in ("month", "datetime"):
+                kind = "datetime"  # a typed cell in a column of mixed values (Parameters)
+            _put(sheet, r, c, value, formats.get(kind, row_scale))
     return last + 1
 
 
@@ -325,7 +329,9 @@ def _per_contract_sheet(workbook: Any, formats: _Formats, pack: Pack, table: Tab
 
 def _plain_sheet(workbook: Any, formats: _Formats, pack: Pack, table: Table) -> None:
     sheet = workbook.add_worksheet(table.title)
-    rows = table.rows or [{table.columns[0].key: "(none)"}]
+    # the run's start and finish as date-times where the query gives them typed
+    rows = [{**r, "value": r["value_at"]} if r.get("value_at") else r for r in table.rows]
+    rows = rows or [{table.columns[0].key: "(none)"}]
     below = _table(sheet, formats, 0, table.name, table.columns, rows, lambda r: 2)
     last_row = _notes(sheet, formats, below + 1, table.notes)
     _set_widths(sheet, table.columns, table.rows)

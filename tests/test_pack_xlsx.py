@@ -424,3 +424,14 @@ def test_libreoffice_opens_the_pack_and_recomputes_the_totals(packs, tmp_path):
     )
     text = (tmp_path / "2024-04.csv").read_text()
     assert "Total GBP" in text and "3,175.00" in text
+
+
+def test_the_runs_start_and_finish_are_date_times(april, portfolio):
+    params = {(r["Kind"], r["Name"]): r["Value"] for r in records(april["Parameters"])}
+    run = portfolio.rows("SELECT started_at, finished_at FROM settlement_runs WHERE run_id = 2")[0]
+    for name in ("started_at", "finished_at"):
+        cell = params[("run", name)]
+        assert isinstance(cell, dt.datetime), name
+        # Excel keeps a date-time as a day count in a double: microseconds survive to about 1 ms
+        assert abs(cell - run[name]) < dt.timedelta(milliseconds=1), name
+    assert params[("run", "mode")] == "settle"
