@@ -459,9 +459,9 @@ FROM current_invoice_lines WHERE period = $period GROUP BY contract_id ORDER BY 
 MONTH_STATE_COLUMNS = [
     Column("Month-end state", "month_end_status"),
     Column("Approved by", "approved_by"),
-    Column("Approved at", "approved_at", "datetime"),
+    Column("Approved at (UTC)", "approved_at", "datetime"),
     Column("Open disputes", "open_disputes", "int"),
-    Column("Closed at", "closed_at", "datetime"),
+    Column("Closed at (UTC)", "closed_at", "datetime"),
     Column("Restated on invoice of", "restated_in"),
     Column("Restated by", "restated_delta", "money"),
     Column("Restates", "restates"),

@@ -2,18 +2,24 @@
 
 The pack is read from the stored tables alone (the `current_*` views of a DuckDB file opened
 read-only), so whoever holds the database gets the same pack. Every figure is the engine's: the
-sums and splits are done here in SQL over the engine's rounded lines, exactly (DECIMAL), and a
-value becomes a float only as it is written into a cell, because Excel stores doubles.
+sums and splits are done in SQL (`pack_data`) over the engine's rounded lines, exactly (DECIMAL).
+A Decimal goes into a cell as its exact decimal text; Excel reads it as a double.
 
 Sheets (the HTML page shows the same tables per contract, with charts):
     Summary         one row per contract: charges, indexation effect, credits, earn-back, bonus,
-                    gain-share, adjustments, amount due, billed, difference, exceptions
+                    gain-share, adjustments, amount due, billed, difference, exceptions, the
+                    month-end state and restatement marks; totals per currency (SUMIFS); sign-off
+    Waterfall       per contract, the steps from charges to the amount due and a native chart
     Invoice lines   the invoice the contract says is due, line by line
     Reconciliation  expected against billed per line, with the variance split
     KPIs & credits  each KPI's result and the credit, earn-back and bonus it produced
     Gain-share      the windows billed in the twelve months to the period
     Adjustments     restated closed months billed on this month's invoice
     Parameters      the runs behind the figures: code version, as-known-at, config and input hashes
+
+The contract sheets hold one Excel table per contract, in its currency and amount scale, with a
+totals row of SUBTOTAL formulas (cached with the SQL sums, so a viewer that does not recalculate
+shows the same figure). Every sheet prints landscape on A4, one page wide, its header repeated.
 
 The figures and their tables are read by `pack_data` (the stored columns only); this module writes
 them as Excel, `report_html` as one HTML page.

@@ -199,8 +199,8 @@ def test_month_end_state_and_sign_off(april, portfolio):
     approved_at = portfolio.one(
         "SELECT approved_at FROM current_approvals WHERE contract_id = 'T1' AND period = ?", [APRIL]
     )
-    assert isinstance(t1["Approved at"], dt.datetime)
-    assert abs(t1["Approved at"] - approved_at) < dt.timedelta(milliseconds=1)
+    assert isinstance(t1["Approved at (UTC)"], dt.datetime)
+    assert abs(t1["Approved at (UTC)"] - approved_at) < dt.timedelta(milliseconds=1)
     assert (t2["Month-end state"], t2["Approved by"], t2["Open disputes"]) == ("disputed", None, 1)
     # April's invoice carries March's restatement
     assert (t1["Restates"], t2["Restates"]) == ("2024-03", None)
