@@ -463,7 +463,7 @@ MONTH_STATE_COLUMNS = [
     Column("Open disputes", "open_disputes", "int"),
     Column("Closed at (UTC)", "closed_at", "datetime"),
     Column("Restated on invoice of", "restated_in"),
-    Column("Restated by", "restated_delta", "money"),
+    Column("Restatement delta", "restated_delta", "money"),
     Column("Restates", "restates"),
 ]
 

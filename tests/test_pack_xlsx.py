@@ -223,7 +223,7 @@ def test_a_restated_closed_month_is_marked_with_where_its_adjustment_went(packs)
     assert t1["Month"] == "closed"
     # the closed figure stays (gain-share 50.00); the mark says April carries 100.00 - 50.00
     assert t1["Gain-share"] == 50.00
-    assert (t1["Restated on invoice of"], t1["Restated by"]) == ("2024-04", 50.00)
+    assert (t1["Restated on invoice of"], t1["Restatement delta"]) == ("2024-04", 50.00)
     assert march["T2"]["Restated on invoice of"] is None
 
 
