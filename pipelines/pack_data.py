@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -31,6 +32,7 @@ class Column:
     header: str
     key: str
     kind: str = "text"  # text | money | rate | qty | kpi | pct | share | int | month | flag
+    #                     | datetime
     width: int | None = None
 
 
@@ -65,6 +67,15 @@ class Pack:
     adjustments: Table
     parameters: Table
     kpi_history: list[Row]
+    # per contract: where the month stands (sql/month_status.sql), the amount scale and the
+    # restatement marks (MONTH_STATE_SQL)
+    month_states: dict[str, Row] = field(default_factory=dict)
+    # per contract, the waterfall's bars from charges to the amount due (WATERFALL_SQL)
+    waterfall: list[Row] = field(default_factory=list)
+    # (table name, contract) -> the SQL sums of the table's totalled columns (TOTALLED)
+    totals: dict[tuple[str, str], Row] = field(default_factory=dict)
+    # per currency: the SQL sums of the summary's money columns (CURRENCY_TOTALS_SQL)
+    currency_totals: list[Row] = field(default_factory=list)
 
     def sheets(self) -> list[Table]:
         return [
@@ -180,7 +191,10 @@ facts AS (
             WHEN 'finished_at' THEN CAST(r.finished_at AS VARCHAR)
             WHEN 'code_version' THEN r.code_version
             WHEN 'data_dir' THEN r.data_dir
-        END AS value
+        END AS value,
+        -- the same instants as timestamps, for a pack that writes typed cells
+        CASE f.name WHEN 'started_at' THEN r.started_at WHEN 'finished_at' THEN r.finished_at
+        END AS value_at
     FROM runs r
     CROSS JOIN (VALUES
         (1, 'mode'), (2, 'periods'), (3, 'as_known_at'), (4, 'started_at'), (5, 'finished_at'),
@@ -188,14 +202,14 @@ facts AS (
     ) f(ord, name)
     UNION ALL
     SELECT run_id, 2, 0, 'config_sha256', unnest(map_keys(config_sha256)),
-           unnest(map_values(config_sha256))
+           unnest(map_values(config_sha256)), NULL::TIMESTAMP
     FROM runs
     UNION ALL
     SELECT run_id, 3, 0, 'input_sha256', unnest(map_keys(input_sha256)),
-           unnest(map_values(input_sha256))
+           unnest(map_values(input_sha256)), NULL::TIMESTAMP
     FROM runs
 )
-SELECT run_id, kind, name, value FROM facts ORDER BY run_id, part, ord, name
+SELECT run_id, kind, name, value, value_at FROM facts ORDER BY run_id, part, ord, name
 """
 
 SUMMARY_COLUMNS = [
@@ -387,4 +401,170 @@ def load_pack(con: duckdb.DuckDBPyConnection, period: dt.date, source: str) -> P
             "Parameters", "Parameters", PARAMETER_COLUMNS, _query(con, PARAMETERS_SQL, period)
         ),
         kpi_history=_query(con, KPI_HISTORY_SQL, period),
+        month_states=load_month_states(con, period),
+        waterfall=_query(con, WATERFALL_SQL, period),
+        totals=load_totals(con, period),
+        currency_totals=_query(con, CURRENCY_TOTALS_SQL, period),
     )
+
+
+# --------------------------------------------------------------------------- state, totals, charts
+
+MONTH_STATUS_SQL = (Path(__file__).resolve().parent.parent / "sql" / "month_status.sql").read_text()
+
+# Per contract of the month: its amount scale (every line carries the contract's rounding), where
+# the month stands at month-end (sql/month_status.sql, the one definition of that state), and the
+# restatement marks: the later invoices that carry this month's restated lines, and the restated
+# closed months this month's invoice carries.
+MONTH_STATE_SQL = f"""
+WITH scale AS (
+    SELECT contract_id, max(amount_scale) AS amount_scale
+    FROM current_invoice_lines WHERE period = $period GROUP BY contract_id
+),
+restated AS (
+    SELECT contract_id,
+           string_agg(DISTINCT strftime(billed_in_period, '%Y-%m'), ', '
+                      ORDER BY strftime(billed_in_period, '%Y-%m')) AS restated_in,
+           sum(delta) AS restated_delta
+    FROM current_adjustments WHERE period = $period GROUP BY contract_id
+),
+restates AS (
+    SELECT contract_id,
+           string_agg(DISTINCT strftime(period, '%Y-%m'), ', '
+                      ORDER BY strftime(period, '%Y-%m')) AS restates
+    FROM current_adjustments WHERE billed_in_period = $period GROUP BY contract_id
+),
+state AS (
+    SELECT * FROM ({MONTH_STATUS_SQL.strip().rstrip(";")}) WHERE period = $period
+)
+SELECT s.contract_id, coalesce(sc.amount_scale, 2) AS amount_scale,
+       st.status AS month_end_status, st.approved_by, st.approved_at,
+       coalesce(st.open_disputes, 0) AS open_disputes, st.closed_at, st.closed_how,
+       r.restated_in, r.restated_delta, rs.restates
+FROM current_run_periods s
+LEFT JOIN scale sc USING (contract_id)
+LEFT JOIN state st USING (contract_id)
+LEFT JOIN restated r USING (contract_id)
+LEFT JOIN restates rs USING (contract_id)
+WHERE s.period = $period
+ORDER BY s.contract_id
+"""
+
+# Without month_status (a database from before approvals and disputes): scale and marks only.
+MONTH_STATE_FALLBACK_SQL = """
+SELECT contract_id, coalesce(max(amount_scale), 2) AS amount_scale
+FROM current_invoice_lines WHERE period = $period GROUP BY contract_id ORDER BY contract_id
+"""
+
+MONTH_STATE_COLUMNS = [
+    Column("Month-end state", "month_end_status"),
+    Column("Approved by", "approved_by"),
+    Column("Approved at (UTC)", "approved_at", "datetime"),
+    Column("Open disputes", "open_disputes", "int"),
+    Column("Closed at (UTC)", "closed_at", "datetime"),
+    Column("Restated on invoice of", "restated_in"),
+    Column("Restatement delta", "restated_delta", "money"),
+    Column("Restates", "restates"),
+]
+
+# The waterfall from charges to the amount due, per contract, as the bars a stacked column chart
+# draws: each bar spans [level_from, level_to] (a total from zero; a step from the running level),
+# split at zero into an invisible base and a visible part on either side, because a stacked chart
+# stacks positive values up from zero and negative ones down from it.
+WATERFALL_SQL = """
+WITH s AS (SELECT * FROM current_invoice_summary WHERE period = $period),
+steps AS (
+    SELECT contract_id, currency, 1 AS step_order, 'Charges' AS step, 'total' AS kind,
+           charges AS amount FROM s
+    UNION ALL SELECT contract_id, currency, 2, 'Credits', 'step', credits FROM s
+    UNION ALL SELECT contract_id, currency, 3, 'Earn-back', 'step', earn_back FROM s
+    UNION ALL SELECT contract_id, currency, 4, 'Bonus', 'step', bonus FROM s
+    UNION ALL SELECT contract_id, currency, 5, 'Gain-share', 'step', gain_share FROM s
+    UNION ALL SELECT contract_id, currency, 6, 'Adjustments', 'step', adjustments FROM s
+    UNION ALL SELECT contract_id, currency, 7, 'Other', 'step', other FROM s WHERE other <> 0
+    UNION ALL SELECT contract_id, currency, 8, 'Amount due', 'total', amount_due FROM s
+),
+levels AS (
+    SELECT *,
+        CASE WHEN kind = 'total' THEN 0 ELSE coalesce(sum(amount) OVER (
+            PARTITION BY contract_id ORDER BY step_order
+            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) END AS level_from
+    FROM steps
+),
+bars AS (
+    SELECT *, CASE WHEN kind = 'total' THEN amount ELSE level_from + amount END AS level_to
+    FROM levels
+)
+SELECT contract_id, currency, step_order, step, kind, amount, level_from, level_to,
+    CASE WHEN greatest(level_from, level_to) > 0
+         THEN greatest(least(level_from, level_to), 0) ELSE 0 END AS base_above,
+    least(greatest(level_from, level_to), 0) AS base_below,
+    greatest(greatest(level_from, level_to), 0) - greatest(least(level_from, level_to), 0)
+        AS bar_above,
+    least(least(level_from, level_to), 0) - least(greatest(level_from, level_to), 0)
+        AS bar_below
+FROM bars
+ORDER BY contract_id, step_order
+"""
+
+# The columns a per-contract table totals (the Excel pack's totals rows), by table name.
+TOTALLED = {
+    "InvoiceLines": (INVOICE_SQL, ["amount"]),
+    "Reconciliation": (
+        RECONCILIATION_SQL,
+        [
+            "expected_amount",
+            "billed_amount",
+            "difference",
+            "rate_variance",
+            "volume_variance",
+            "other_variance",
+        ],
+    ),
+    "KpisCredits": (KPI_SQL, ["credit", "earn_back", "bonus"]),
+    "Adjustments": (ADJUSTMENTS_SQL, ["delta"]),
+}
+
+# The summary's money columns summed per currency (a sum across currencies means nothing).
+CURRENCY_TOTAL_KEYS = [
+    "charges",
+    "indexation_effect",
+    "credits",
+    "earn_back",
+    "bonus",
+    "gain_share",
+    "adjustments",
+    "amount_due",
+    "billed",
+    "difference",
+]
+CURRENCY_TOTALS_SQL = f"""
+WITH s AS ({SUMMARY_SQL}),
+scale AS (
+    SELECT contract_id, max(amount_scale) AS amount_scale
+    FROM current_invoice_lines WHERE period = $period GROUP BY contract_id
+)
+SELECT currency, count(*) AS contracts, coalesce(max(sc.amount_scale), 2) AS amount_scale,
+    {", ".join(f"coalesce(sum({k}), 0) AS {k}" for k in CURRENCY_TOTAL_KEYS)}
+FROM s LEFT JOIN scale sc USING (contract_id)
+GROUP BY currency ORDER BY currency
+"""
+
+
+def load_month_states(con: duckdb.DuckDBPyConnection, period: dt.date) -> dict[str, Row]:
+    # an absent approvals/disputes table reads as no rows: fall back to the scale alone
+    found = _query(con, MONTH_STATE_SQL, period) or _query(con, MONTH_STATE_FALLBACK_SQL, period)
+    return {r["contract_id"]: r for r in found}
+
+
+def load_totals(con: duckdb.DuckDBPyConnection, period: dt.date) -> dict[tuple[str, str], Row]:
+    """The totals rows' figures, summed in SQL over exactly the rows each table shows (a blank
+    sums as nothing, as Excel's SUBTOTAL does)."""
+    totals: dict[tuple[str, str], Row] = {}
+    for name, (sql, keys) in TOTALLED.items():
+        sums = ", ".join(f"coalesce(sum({k}), 0) AS {k}" for k in keys)
+        for r in _query(
+            con, f"SELECT contract_id, {sums} FROM ({sql}) GROUP BY contract_id", period
+        ):
+            totals[(name, r["contract_id"])] = r
+    return totals
