@@ -162,7 +162,8 @@ CREATE TABLE IF NOT EXISTS kpi_results (
     exclusion_reason VARCHAR,
     no_data BOOLEAN,
     consecutive_failures INTEGER,
-    critical BOOLEAN
+    critical BOOLEAN,
+    value_kind VARCHAR                  -- share | seconds | count | score (how it reads)
 );
 
 CREATE TABLE IF NOT EXISTS service_credits (
@@ -244,7 +245,14 @@ CREATE TABLE IF NOT EXISTS gain_share (
     provider_amount DECIMAL(38, 4),     -- rounded once; billed on billed_period
     outcome VARCHAR,                    -- kind, or no_baseline | below_threshold | gated | pain_not_shared
     baseline_reason VARCHAR,
-    description VARCHAR
+    description VARCHAR,
+    -- for the reader: the exact figures above rounded with the contract's mode and amount_scale
+    amount_scale INTEGER,
+    baseline_cost_rounded DECIMAL(38, 4),
+    actual_cost_rounded DECIMAL(38, 4),
+    savings_rounded DECIMAL(38, 4),
+    threshold_rounded DECIMAL(38, 4),
+    tiered_rounded DECIMAL(38, 4)
 );
 
 CREATE TABLE IF NOT EXISTS gain_share_months (
