@@ -211,7 +211,11 @@ CREATE TABLE IF NOT EXISTS service_credits (
     earn_back_months INTEGER,
     earn_back_status VARCHAR,
     earn_back_broken_in DATE,
-    earned_back_in DATE
+    earned_back_in DATE,
+    -- for the reader: the exact figures above rounded with the contract's mode and amount_scale
+    at_risk_rounded DECIMAL(38, 4),
+    uncapped_rounded DECIMAL(38, 4),
+    cap_rounded DECIMAL(38, 4)
 );
 
 CREATE TABLE IF NOT EXISTS gain_share (
