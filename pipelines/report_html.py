@@ -532,17 +532,15 @@ def _invoice_view(pack: Pack, cid: str, scale: int | None) -> View:
         text = view.text[i]
         if u["pricing_model"] == "package" and u["package_count"] is not None:
             size = num(u["package_size"])
-            text["quantity"] = (
-                f"{num(u['package_count'])} packs of {size} ({num(u['units'])} units)"
-            )
-            text["rate"] = f"{num(row['rate'])} per pack of {size}"
+            text["quantity"] = f"{num(u['package_count'])} packs of {size}"
+            text["rate"] = f"{num(row['rate'])} per pack"
         elif u["pricing_model"] == "stairstep" and u["step"] is not None:
             reach = (
-                f"{num(u['step_from'])} to {num(u['step_to'])}"
+                f"{num(u['step_from'])}-{num(u['step_to'])}"
                 if u["step_to"] is not None
-                else f"{num(u['step_from'])} and over"
+                else f"{num(u['step_from'])}+"
             )
-            text["rate"] = f"step {u['step']} ({reach}): {_money(u['step_fee'], scale)} flat"
+            text["rate"] = f"{_money(u['step_fee'], scale)} flat (step {u['step']}: {reach})"
     return view
 
 
