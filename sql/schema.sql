@@ -212,8 +212,7 @@ CREATE TABLE IF NOT EXISTS service_credits (
     earn_back_status VARCHAR,
     earn_back_broken_in DATE,
     earned_back_in DATE,
-    -- for the reader: the exact figures above rounded with the contract's mode and amount_scale
-    at_risk_rounded DECIMAL(38, 4),
+    at_risk_rounded DECIMAL(38, 4),  -- for readers: the exact figure, rounded (mode, amount_scale)
     uncapped_rounded DECIMAL(38, 4),
     cap_rounded DECIMAL(38, 4)
 );
@@ -250,8 +249,7 @@ CREATE TABLE IF NOT EXISTS gain_share (
     outcome VARCHAR,                    -- kind, or no_baseline | below_threshold | gated | pain_not_shared
     baseline_reason VARCHAR,
     description VARCHAR,
-    -- for the reader: the exact figures above rounded with the contract's mode and amount_scale
-    amount_scale INTEGER,
+    amount_scale INTEGER,   -- the contract's; each *_rounded: the exact figure, rounded for readers
     baseline_cost_rounded DECIMAL(38, 4),
     actual_cost_rounded DECIMAL(38, 4),
     savings_rounded DECIMAL(38, 4),
