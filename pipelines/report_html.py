@@ -424,6 +424,9 @@ def kpi_svg(kpi_id: str, history: list[Row], months: list[dt.date], kind: str | 
         f'stroke="#e4e7eb"/>',
     ]
     ticks = _ticks(low, high, 4)
+    if kind == "share":
+        # a share lies in [0, 1]: no tick beyond 0% or 100%
+        ticks = [t for t in ticks if -1e-9 <= t <= 1 + 1e-9] or ticks
     step = ticks[1] - ticks[0] if len(ticks) > 1 else 0.0
     for t in ticks:
         parts.append(
@@ -535,12 +538,29 @@ def _invoice_view(pack: Pack, cid: str, scale: int | None) -> View:
             text["quantity"] = f"{num(u['package_count'])} packs of {size}"
             text["rate"] = f"{num(row['rate'])} per pack"
         elif u["pricing_model"] == "stairstep" and u["step"] is not None:
-            reach = (
-                f"{num(u['step_from'])}-{num(u['step_to'])}"
-                if u["step_to"] is not None
-                else f"{num(u['step_from'])}+"
-            )
-            text["rate"] = f"{_money(u['step_fee'], scale)} flat (step {u['step']}: {reach})"
+            text["rate"] = _step_text(u, scale)
+    return view
+
+
+def _step_text(u: Row, scale: int | None) -> str:
+    """A stairstep line's price: the flat fee of the one step its units reached."""
+    reach = (
+        f"{num(u['step_from'])}-{num(u['step_to'])}"
+        if u["step_to"] is not None
+        else f"{num(u['step_from'])}+"
+    )
+    return f"{_money(u['step_fee'], scale)} flat (step {u['step']}: {reach})"
+
+
+def _reconciliation_view(pack: Pack, cid: str, scale: int | None) -> View:
+    """The expected rate of a stairstep line is its step's flat fee, as on the invoice; the
+    provider's side prints as the provider billed it."""
+    view = View(pack.reconciliation.for_contract(cid), scale)
+    units = _figures(pack).line_units
+    for i, row in enumerate(view.table.rows):
+        u = units.get((cid, row["line_key"]))
+        if u and u["pricing_model"] == "stairstep" and u["step"] is not None:
+            view.text[i]["expected_rate"] = _step_text(u, scale)
     return view
 
 
@@ -788,7 +808,7 @@ def _contract_section(pack: Pack, summary: Row) -> str:
 <h3>Invoice lines</h3>
 {view_html(_invoice_view(pack, cid, scale))}
 <h3>Reconciliation</h3>
-{table_html(pack.reconciliation.for_contract(cid), scale)}
+{view_html(_reconciliation_view(pack, cid, scale))}
 {_dispute_letter(pack, cid, currency, scale)}
 <h3>KPIs &amp; credits</h3>
 {view_html(_kpi_view(pack, cid, scale))}
