@@ -66,6 +66,7 @@ th, td { padding: 3px 6px; border-bottom: 1px solid var(--line); text-align: lef
 th { background: #eef2f7; font-weight: 600; font-size: 11px; white-space: nowrap; }
 td { overflow-wrap: anywhere; }
 td.num, th.num { text-align: right; white-space: nowrap; }
+td.num.worded { white-space: normal; min-width: 8em; }
 td.month { white-space: nowrap; }
 td.neg { color: var(--neg); }
 td.alert { color: var(--neg); font-weight: 600; }
@@ -112,6 +113,8 @@ STATUS_COLOURS = {"met": "#1e7d4f", "failed": "#b42318", "excused": "#9aa5b1", "
 PART_CHARS = 150
 # a wrapping text column counts this wide at most
 TEXT_CHARS = 30
+# a numeric column's worded cell (a stairstep's step) wraps beyond this
+WORDED_CHARS = 16
 
 
 def _money(value: Decimal | None, scale: int | None = 2) -> str:
@@ -173,6 +176,10 @@ class View:
         longest = max([len(t[column.key]) for t in self.text] + [0])
         if column.width and column.kind == "text":
             longest = min(longest, TEXT_CHARS)
+        elif _is_num(column):
+            # a number never wraps; a worded price (a stairstep's step) may
+            longest = max([len(t[column.key]) for t in self.text if " " not in t[column.key]] + [0])
+            longest = max(longest, min(WORDED_CHARS, *[len(t[column.key]) for t in self.text]))
         return max(len(column.header), longest) + 2
 
     def parts(self) -> list[list[Column]]:
@@ -201,6 +208,8 @@ def _cell(view: View, i: int, column: Column) -> str:
     classes = []
     if _is_num(column):
         classes.append("num")
+        if " " in view.text[i][column.key]:
+            classes.append("worded")
     if column.key in view.alert[i]:
         classes.append("alert")
     elif isinstance(value, Decimal) and value < 0 and column.key not in view.unsigned:
