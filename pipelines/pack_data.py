@@ -474,6 +474,15 @@ def load_pack(con: duckdb.DuckDBPyConnection, period: dt.date, source: str) -> P
     )
 
 
+def _optional(con: duckdb.DuckDBPyConnection, sql: str, period: dt.date) -> list[Row]:
+    """A query of columns a database from an earlier version lacks: none, and the page prints
+    without them."""
+    try:
+        return _query(con, sql, period)
+    except duckdb.BinderException:
+        return []
+
+
 def load_print_figures(con: duckdb.DuckDBPyConnection, period: dt.date) -> PrintFigures:
     month_state_sql = (SQL_DIR / "month_status.sql").read_text().strip().rstrip(";")
     units: dict[tuple[str, str], Row] = {}
@@ -484,14 +493,14 @@ def load_print_figures(con: duckdb.DuckDBPyConnection, period: dt.date) -> Print
         line_units=units,
         kpi_kinds={
             (r["contract_id"], r["kpi_id"]): r["value_kind"]
-            for r in _query(con, KPI_KINDS_SQL, period)
+            for r in _optional(con, KPI_KINDS_SQL, period)
         },
         gain_share_rounded={
             (r["contract_id"], r["window_start"]): r
-            for r in _query(con, GAIN_SHARE_ROUNDED_SQL, period)
+            for r in _optional(con, GAIN_SHARE_ROUNDED_SQL, period)
         },
         credits_rounded={
-            (r["contract_id"], r["kpi_id"]): r for r in _query(con, CREDITS_ROUNDED_SQL, period)
+            (r["contract_id"], r["kpi_id"]): r for r in _optional(con, CREDITS_ROUNDED_SQL, period)
         },
         month_state={
             r["contract_id"]: r

@@ -753,8 +753,13 @@ def _signoff_html(pack: Pack, cid: str) -> str:
 def _summary_html(pack: Pack) -> str:
     view = View(pack.summary)
     scales = _figures(pack).amount_scale
+    states = _figures(pack).month_state
     for i, row in enumerate(pack.summary.rows):
         scale = scales.get(row["contract_id"], 2)
+        state = states.get(row["contract_id"])
+        if state and "month_status" in view.text[i]:
+            # open | approved | disputed | closed (sql/month_status.sql), not only open/closed
+            view.text[i]["month_status"] = state["status"]
         for c in view.columns:
             if c.kind == "money":
                 view.text[i][c.key] = _value_text(row.get(c.key), c.kind, scale)

@@ -171,6 +171,13 @@ def test_summary_prints_every_column_on_page_one(printed, sample):
             re.M,
         )
         assert row.search(first), (s, first)
+    # the month's state per contract: ACME disputed, FABRIKAM approved, NORTHWIND open
+    for cid, state in (
+        ("ACME-CONTOSO-01", "disputed"),
+        ("FABRIKAM-TELCO-01", "approved"),
+        ("NORTHWIND-BACKOFFICE-01", "open"),
+    ):
+        assert re.search(rf"^\s*{cid}\s+\w{{3}}\s+\d+\s+{state}\s", first, re.M), cid
     # the summary stands alone on its page: the first contract starts on the next
     assert "FROM CHARGES TO THE AMOUNT DUE" not in first.upper()
 
