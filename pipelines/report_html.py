@@ -5,9 +5,18 @@ reads the same offline, attached to an e-mail or archived with the month's sign-
 printed from the engine's decimals exactly (never through a float); floats appear only as chart
 coordinates.
 
-Per contract: headline figures, a waterfall from charges to the amount due (charges, credits,
-earn-back, bonus, gain-share, adjustments; the last bar is the engine's amount due), one chart per
-KPI of actual against target over the twelve months to the period, and the pack's tables.
+Per contract: the month's state (approval, disputes), headline figures, a waterfall from charges
+to the amount due (charges, credits, earn-back, bonus, gain-share, adjustments; the last bar is the
+engine's amount due), one chart per KPI of actual against its labelled target over the twelve
+months to the period, the pack's tables, a dispute notice while a dispute is open, the closed
+months restated since and a sign-off block.
+
+Made to print (A4 landscape): the summary alone on the first page, each contract from a new page,
+table headers repeated on every page, rows never cut. A table wider than the page is split into
+parts that repeat its first column, so nothing scrolls sideways on screen or on paper. Every
+figure is a stored one: money at the contract's amount_scale (the exact working figures as their
+stored `*_rounded` columns), KPIs by their stored kind, a package line in packages, a stairstep
+line by the step its units reached; colours follow stored statuses, never a figure's sign alone.
 """
 
 from __future__ import annotations
