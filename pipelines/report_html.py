@@ -16,7 +16,7 @@ table headers repeated on every page, rows never cut. A table wider than the pag
 parts that repeat its first column, so nothing scrolls sideways on screen or on paper. Every
 figure is a stored one: money at the contract's amount_scale (the exact working figures as their
 stored `*_rounded` columns), KPIs by their stored kind, a package line in packages, a stairstep
-line by the step its units reached; colours follow stored statuses, never a figure's sign alone.
+line by the step its units reached; a difference is red by the stored exceptions, not its sign.
 """
 
 from __future__ import annotations
