@@ -36,9 +36,10 @@ test: lint browser
 	$(BIN)/pytest
 
 # The print test (tests/test_pack_print.py) prints the HTML pack with a real browser and reads the
-# PDF back: Debian's chromium and poppler-utils, installed here when missing (nothing when present).
-# Without root or sudo it says how, and the test skips unless SETTLE_REQUIRE_BROWSER is set (CI).
-BROWSER_PACKAGES := chromium poppler-utils
+# PDF back: Debian's chromium and poppler-utils, installed here when missing (nothing when present),
+# with a font (chromium only recommends one; without any, nothing prints). Without root or sudo it
+# says how, and the test skips unless SETTLE_REQUIRE_BROWSER is set (CI).
+BROWSER_PACKAGES := chromium poppler-utils fonts-liberation
 
 browser:
 	@if command -v chromium >/dev/null 2>&1 && command -v pdftotext >/dev/null 2>&1; then :; \
