@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 DB ?= settlement.duckdb
 DEMO_MONTH ?= 2025-12
 
-.PHONY: setup demo test lint format bench bench-10k dagster dagster-home samples clean
+.PHONY: setup demo test lint format bench bench-10k dagster dagster-home samples clean browser
 
 $(BIN)/settle: pyproject.toml uv.lock
 	$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
@@ -32,8 +32,28 @@ demo: setup dagster-home
 	$(BIN)/settle report --period $(DEMO_MONTH) --format html --db $(DB)
 	$(BIN)/settle report --period $(DEMO_MONTH) --format xlsx --db $(DB)
 
-test: lint
+test: lint browser
 	$(BIN)/pytest
+
+# The print test (tests/test_pack_print.py) prints the HTML pack with a real browser and reads the
+# PDF back: Debian's chromium and poppler-utils, installed here when missing (nothing when present),
+# with a font (chromium only recommends one; without any, nothing prints). Without root or sudo it
+# says how, and the test skips unless SETTLE_REQUIRE_BROWSER is set (CI).
+BROWSER_PACKAGES := chromium poppler-utils fonts-liberation
+
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v pdftotext >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends $(BROWSER_PACKAGES); \
+	elif command -v sudo >/dev/null 2>&1; then \
+		sudo apt-get update -q && sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends $(BROWSER_PACKAGES); \
+	else \
+		echo "make browser: the print test needs chromium and pdftotext; as root run:" \
+			"apt-get install -y --no-install-recommends $(BROWSER_PACKAGES)" >&2; \
+		if [ -n "$$SETTLE_REQUIRE_BROWSER" ]; then exit 1; fi; \
+	fi
 
 lint: setup
 	$(BIN)/ruff check pipelines tests bench data_samples/make_samples.py

@@ -24,6 +24,8 @@ from .errors import SettleError
 from .explain.readers import INVOICE_SUMMARY_SQL, rows
 from .periods import add_months, fmt
 
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
 Row = dict[str, Any]
 
 
@@ -76,6 +78,8 @@ class Pack:
     totals: dict[tuple[str, str], Row] = field(default_factory=dict)
     # per currency: the SQL sums of the summary's money columns (CURRENCY_TOTALS_SQL)
     currency_totals: list[Row] = field(default_factory=list)
+    # for the printable page (report_html): stored figures the tables above do not carry
+    print_figures: PrintFigures | None = None
 
     def sheets(self) -> list[Table]:
         return [
@@ -87,6 +91,28 @@ class Pack:
             self.adjustments,
             self.parameters,
         ]
+
+
+@dataclass
+class PrintFigures:
+    """What the printed page reads beside the tables, each keyed for lookup."""
+
+    # (contract_id, line_key) -> the charge line's pricing model, package and stairstep step
+    line_units: dict[tuple[str, str], Row] = field(default_factory=dict)
+    # (contract_id, kpi_id) -> share | seconds | count | score
+    kpi_kinds: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (contract_id, window_start) -> the gain-share figures rounded with the contract's terms
+    gain_share_rounded: dict[tuple[str, dt.date], Row] = field(default_factory=dict)
+    # (contract_id, kpi_id) -> the credit's working figures rounded with the contract's terms
+    credits_rounded: dict[tuple[str, str], Row] = field(default_factory=dict)
+    # contract_id -> the month's state (sql/month_status.sql): status, approval, open disputes
+    month_state: dict[str, Row] = field(default_factory=dict)
+    # contract_id -> the contract's amount_scale (from its invoice lines)
+    amount_scale: dict[str, int] = field(default_factory=dict)
+    # disputes still open on the month or an earlier one
+    open_disputes: list[Row] = field(default_factory=list)
+    # closed months of the twelve to the period restated since, and where the difference went
+    restated: list[Row] = field(default_factory=list)
 
 
 SUMMARY_SQL = f"""
@@ -210,6 +236,62 @@ facts AS (
     FROM runs
 )
 SELECT run_id, kind, name, value, value_at FROM facts ORDER BY run_id, part, ord, name
+"""
+
+LINE_UNITS_SQL = """
+SELECT i.contract_id, i.line_key, c.pricing_model, c.units, c.package_size, c.package_count,
+       b.band AS step, b.lower_bound AS step_from, b.up_to AS step_to, b.flat_fee AS step_fee
+FROM current_invoice_lines i
+JOIN current_charge_lines c USING (contract_id, period, line_key)
+LEFT JOIN current_charge_bands b
+  ON c.pricing_model = 'stairstep' AND b.contract_id = c.contract_id AND b.period = c.period
+ AND b.service_line_id = c.service_line_id
+WHERE i.period = $period
+ORDER BY i.contract_id, i.line_key, b.band
+"""
+
+KPI_KINDS_SQL = """
+SELECT contract_id, kpi_id, any_value(value_kind) AS value_kind
+FROM current_kpi_results WHERE period > $first AND period <= $period
+GROUP BY ALL
+"""
+
+GAIN_SHARE_ROUNDED_SQL = """
+SELECT contract_id, window_start, amount_scale, baseline_cost_rounded, actual_cost_rounded,
+       savings_rounded, threshold_rounded, tiered_rounded
+FROM current_gain_share
+WHERE billed_period > $first AND billed_period <= $period
+"""
+
+CREDITS_ROUNDED_SQL = """
+SELECT contract_id, kpi_id, at_risk_rounded, uncapped_rounded, cap_rounded
+FROM current_service_credits WHERE period = $period
+"""
+
+AMOUNT_SCALE_SQL = """
+SELECT contract_id, any_value(amount_scale) AS amount_scale
+FROM current_invoice_lines WHERE period = $period GROUP BY ALL
+"""
+
+OPEN_DISPUTES_SQL = """
+SELECT contract_id, period, dispute_id, line_key, amount, reason, raised_by, raised_at
+FROM current_disputes WHERE status = 'open' AND period <= $period
+ORDER BY contract_id, period, dispute_id
+"""
+
+# the adjustment line of the month that carries the difference (sql/10_adjustments.sql names it
+# adjustment:<line_key>:<YYYY-MM>), read from that month's stored invoice
+RESTATED_SQL = """
+SELECT a.contract_id, a.period AS restated_month, a.line_key, a.description, a.closed_amount,
+       a.previously_adjusted, a.restated_amount, a.delta, a.billed_in_period, a.reason,
+       i.line_key AS adjustment_line
+FROM current_adjustments a
+LEFT JOIN current_invoice_lines i
+  ON i.contract_id = a.contract_id AND i.period = a.billed_in_period
+ AND i.line_type = 'adjustment'
+ AND i.line_key = 'adjustment:' || a.line_key || ':' || strftime(a.period, '%Y-%m')
+WHERE a.period > $first AND a.period <= $period
+ORDER BY a.contract_id, a.period, a.line_key, a.billed_in_period
 """
 
 SUMMARY_COLUMNS = [
@@ -405,6 +487,49 @@ def load_pack(con: duckdb.DuckDBPyConnection, period: dt.date, source: str) -> P
         waterfall=_query(con, WATERFALL_SQL, period),
         totals=load_totals(con, period),
         currency_totals=_query(con, CURRENCY_TOTALS_SQL, period),
+        print_figures=load_print_figures(con, period),
+    )
+
+
+def _optional(con: duckdb.DuckDBPyConnection, sql: str, period: dt.date) -> list[Row]:
+    """A query of columns a database from an earlier version lacks: none, and the page prints
+    without them."""
+    try:
+        return _query(con, sql, period)
+    except duckdb.BinderException:
+        return []
+
+
+def load_print_figures(con: duckdb.DuckDBPyConnection, period: dt.date) -> PrintFigures:
+    month_state_sql = (SQL_DIR / "month_status.sql").read_text().strip().rstrip(";")
+    units: dict[tuple[str, str], Row] = {}
+    for r in _query(con, LINE_UNITS_SQL, period):
+        # a stairstep line stores the one step its units reached
+        units.setdefault((r["contract_id"], r["line_key"]), r)
+    return PrintFigures(
+        line_units=units,
+        kpi_kinds={
+            (r["contract_id"], r["kpi_id"]): r["value_kind"]
+            for r in _optional(con, KPI_KINDS_SQL, period)
+        },
+        gain_share_rounded={
+            (r["contract_id"], r["window_start"]): r
+            for r in _optional(con, GAIN_SHARE_ROUNDED_SQL, period)
+        },
+        credits_rounded={
+            (r["contract_id"], r["kpi_id"]): r for r in _optional(con, CREDITS_ROUNDED_SQL, period)
+        },
+        month_state={
+            r["contract_id"]: r
+            for r in rows(
+                con, f"SELECT * FROM ({month_state_sql}) WHERE period = $period", {"period": period}
+            )
+        },
+        amount_scale={
+            r["contract_id"]: r["amount_scale"] for r in _query(con, AMOUNT_SCALE_SQL, period)
+        },
+        open_disputes=_query(con, OPEN_DISPUTES_SQL, period),
+        restated=_query(con, RESTATED_SQL, period),
     )
 
 

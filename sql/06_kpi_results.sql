@@ -18,9 +18,10 @@
 
 CREATE OR REPLACE TEMP TABLE calc_kpi_results AS
 WITH kpi_months AS (
-    SELECT m.contract_id, m.period, k.* EXCLUDE (contract_id)
+    SELECT m.contract_id, m.period, k.* EXCLUDE (contract_id), kk.kind AS value_kind
     FROM calc_months m
     JOIN cfg_kpis k USING (contract_id)
+    LEFT JOIN cfg_kpi_kinds kk ON kk.contract_id = k.contract_id AND kk.kpi_id = k.kpi_id
 ),
 targets_known AS (
     -- a target agreed after the as-known-at date did not exist yet
@@ -129,6 +130,8 @@ SELECT
         status <> 'excused'
             AND worse_than(direction, actual_numerator, actual_denominator, critical_below),
         false
-    ) AS critical
+    ) AS critical,
+    -- share | seconds | count | score: how readers print the value and target
+    value_kind
 FROM counted
 ORDER BY contract_id, period, kpi_order;

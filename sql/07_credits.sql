@@ -421,7 +421,14 @@ SELECT
         AS extra_unit,
     -- outcome
     a.amount, a.amount_scale, a.rounding_mode,
-    a.earn_back_months, e.earn_back_status, e.earn_back_broken_in, e.earned_back_in
+    a.earn_back_months, e.earn_back_status, e.earn_back_broken_in, e.earned_back_in,
+    -- for the reader: the exact figures above rounded with the contract's own terms
+    CAST(round_to(a.at_risk_amount, a.amount_scale, a.rounding_mode) AS DECIMAL(38, 4))
+        AS at_risk_rounded,
+    CAST(round_to(a.uncapped_amount, a.amount_scale, a.rounding_mode) AS DECIMAL(38, 4))
+        AS uncapped_rounded,
+    CAST(round_to(a.cap_amount, a.amount_scale, a.rounding_mode) AS DECIMAL(38, 4))
+        AS cap_rounded
 FROM amounts a
 LEFT JOIN earn_back e USING (contract_id, period, kpi_id)
 ORDER BY a.contract_id, a.period, a.kpi_order;

@@ -273,7 +273,7 @@ tiered AS (
         sum(muldiv_rem(to_units22(part), to_units6(provider_share), pow10(6))) AS tiered_rem,
         string_agg(
             gain_share_fmt(
-                round_to(part, amount_scale, rounding_mode), amount_scale, amount_scale, false
+                round_to(part, amount_scale, rounding_mode), amount_scale, amount_scale, true
             ) || ' x ' || gain_share_fmt(provider_share, 2, 6, false),
             ' + ' ORDER BY tier
         ) AS tiers_applied
@@ -411,7 +411,21 @@ SELECT
                     || gain_share_fmt(cap, amount_scale, amount_scale, true)
                 ELSE ''
             END
-    END AS description
+    END AS description,
+    -- the exact figures as a reader prints them: rounded with the contract's own terms (the
+    -- threshold and tiered share from their 18-place figures above)
+    amount_scale,
+    CAST(round_to(baseline_cost, amount_scale, rounding_mode) AS DECIMAL(38, 4))
+        AS baseline_cost_rounded,
+    CAST(round_to(actual_cost, amount_scale, rounding_mode) AS DECIMAL(38, 4))
+        AS actual_cost_rounded,
+    CAST(round_to(savings, amount_scale, rounding_mode) AS DECIMAL(38, 4)) AS savings_rounded,
+    CAST(round_to(
+        from_units18(round_floor_rem(threshold_units, threshold_rem, pow10(6), pow10(4), 'half_up', true)),
+        amount_scale, rounding_mode) AS DECIMAL(38, 4)) AS threshold_rounded,
+    CAST(round_to(tiered_sign * from_units18(
+        round_floor_rem(tiered_floor, tiered_rem, pow10(6), pow10(4), 'half_up', true)),
+        amount_scale, rounding_mode) AS DECIMAL(38, 4)) AS tiered_rounded
 FROM labelled
 ORDER BY contract_id, window_start;
 

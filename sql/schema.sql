@@ -162,7 +162,8 @@ CREATE TABLE IF NOT EXISTS kpi_results (
     exclusion_reason VARCHAR,
     no_data BOOLEAN,
     consecutive_failures INTEGER,
-    critical BOOLEAN
+    critical BOOLEAN,
+    value_kind VARCHAR                  -- share | seconds | count | score (how it reads)
 );
 
 CREATE TABLE IF NOT EXISTS service_credits (
@@ -210,7 +211,10 @@ CREATE TABLE IF NOT EXISTS service_credits (
     earn_back_months INTEGER,
     earn_back_status VARCHAR,
     earn_back_broken_in DATE,
-    earned_back_in DATE
+    earned_back_in DATE,
+    at_risk_rounded DECIMAL(38, 4),  -- for readers: the exact figure, rounded (mode, amount_scale)
+    uncapped_rounded DECIMAL(38, 4),
+    cap_rounded DECIMAL(38, 4)
 );
 
 CREATE TABLE IF NOT EXISTS gain_share (
@@ -244,7 +248,13 @@ CREATE TABLE IF NOT EXISTS gain_share (
     provider_amount DECIMAL(38, 4),     -- rounded once; billed on billed_period
     outcome VARCHAR,                    -- kind, or no_baseline | below_threshold | gated | pain_not_shared
     baseline_reason VARCHAR,
-    description VARCHAR
+    description VARCHAR,
+    amount_scale INTEGER,   -- the contract's; each *_rounded: the exact figure, rounded for readers
+    baseline_cost_rounded DECIMAL(38, 4),
+    actual_cost_rounded DECIMAL(38, 4),
+    savings_rounded DECIMAL(38, 4),
+    threshold_rounded DECIMAL(38, 4),
+    tiered_rounded DECIMAL(38, 4)
 );
 
 CREATE TABLE IF NOT EXISTS gain_share_months (

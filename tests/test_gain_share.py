@@ -126,7 +126,7 @@ def test_quarterly_gain_is_billed_once_on_the_quarters_last_month(ws):
     assert w["threshold_amount"] == D("750")
     assert w["below_threshold"] is False
     # all of 3,000 falls in tier 1 (up to 10,000 at 0.50): 1,500.00
-    assert w["tiers_applied"] == "3000.00 x 0.50"
+    assert w["tiers_applied"] == "3,000.00 x 0.50"
     assert w["provider_amount"] == D("1500.00")
     assert w["outcome"] == "gain"
     # one line, on March's invoice only
@@ -142,7 +142,7 @@ def test_gain_crossing_a_tier_is_shared_marginally(ws):
     # B = 2.50 x 30,000 = 75,000; C = 2.00 x 30,000 = 60,000; S = 15,000
     assert w["savings"] == D("15000")
     # 10,000 x 0.50 = 5,000 + (15,000 - 10,000) x 0.30 = 1,500 -> 6,500.00
-    assert w["tiers_applied"] == "10000.00 x 0.50 + 5000.00 x 0.30"
+    assert w["tiers_applied"] == "10,000.00 x 0.50 + 5,000.00 x 0.30"
     assert w["tiered_amount"] == D("6500")
     assert w["provider_amount"] == D("6500.00")
     assert w["capped"] is False
@@ -207,7 +207,7 @@ def test_pain_month_uses_the_pain_tiers_and_is_credited_to_the_client(ws):
     assert w["savings"] == D("-3000")
     # pain tiers: 2,000 x 0.50 = 1,000 + 1,000 x 0.25 = 250 -> -1,250.00
     # (the gain tiers would have given 3,000 x 0.50 = 1,500)
-    assert w["tiers_applied"] == "2000.00 x 0.50 + 1000.00 x 0.25"
+    assert w["tiers_applied"] == "2,000.00 x 0.50 + 1,000.00 x 0.25"
     assert w["tiered_amount"] == D("-1250")
     assert w["provider_amount"] == D("-1250.00")
     assert w["outcome"] == "pain"

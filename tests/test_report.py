@@ -239,14 +239,19 @@ def test_kpi_chart_covers_the_last_twelve_months(portfolio, tmp_path):
     page = out.read_text()
     chart = page[page.index('<svg class="kpi-chart"') :]
     chart = chart[: chart.index("</svg>")]
-    # T1 starts in 2024-01: four months, January failed (0.75), the others met
+    # T1 starts in 2024-01: four months, January failed (0.75), the others met; sl is a share
+    # (every target in [0, 1]), so it reads in per cent
     tips = re.findall(r"<title>([^<]+)</title>", chart)
     assert tips == [
-        "2024-01: actual 0.75, target 0.8, failed",
-        "2024-02: actual 0.92, target 0.8, met",
-        "2024-03: actual 0.85, target 0.8, met",
-        "2024-04: actual 0.85, target 0.8, met",
+        "2024-01: actual 75%, target 80%, failed",
+        "2024-02: actual 92%, target 80%, met",
+        "2024-03: actual 85%, target 80%, met",
+        "2024-04: actual 85%, target 80%, met",
     ]
+    # the target line is labelled, and the axis ticks are percentages
+    assert "target 80%</text>" in chart
+    ticks = re.findall(r'class="tick">([^<]+)<', chart)
+    assert ticks and all(t.endswith("%") for t in ticks)
 
 
 def test_same_database_same_pack(portfolio, tmp_path):
