@@ -154,8 +154,8 @@ def test_undeclared_and_mistyped_columns_stop_the_run_and_write_nothing(ws, sql_
     assert "not declared: capped BOOLEAN" in message
     assert "wrong type: units is DECIMAL(38,12), declared VARCHAR" in message
     assert "sql/schema.sql" in message and "Nothing was written." in message
-    with duckdb.connect(str(ws.db), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM duckdb_tables()").fetchone()[0] == 0
+    # the run was the database's first: a failed first run leaves no database file at all
+    assert not ws.db.exists()
 
 
 @pytest.mark.parametrize(
