@@ -10,7 +10,8 @@ split, package count, bonus level and the credits an earn-back returns are all s
 settlement SQL for this purpose.
 
 One module per line type (usage, surge, minimum, fixed, credit, earn_back, bonus, gain_share,
-adjustment); `readers` holds the database access and `Month`, `text` the number formatting.
+adjustment; for the terms beyond the month true_up, credit_cap, pass_through, one_off, fx_share);
+`readers` holds the database access and `Month`, `text` the number formatting.
 """
 
 from __future__ import annotations
@@ -24,14 +25,19 @@ from ..periods import fmt
 from .adjustment import explain_adjustment
 from .bonus import explain_bonus
 from .credit import explain_credit
+from .credit_cap import explain_credit_cap_refund
 from .earn_back import explain_earn_back
 from .fixed import explain_fixed_fee
+from .fx_share import explain_fx_share
 from .gain_share import explain_gain_share
 from .minimum import explain_minimum
+from .one_off import explain_one_off
+from .pass_through import explain_pass_through
 from .readers import Month, Row, connect_read_only, has_settled_figures, rows
 from .reconciliation import reconciliation_lines
 from .surge import explain_surge
 from .text import money, num, pct
+from .true_up import explain_true_up
 from .usage import explain_usage
 
 __all__ = ["connect_read_only", "explain", "has_settled_figures", "money", "num", "pct", "rows"]
@@ -51,6 +57,12 @@ LINE_EXPLAINERS: dict[str, Explainer] = {
     "bonus": explain_bonus,
     "gain_share": explain_gain_share,
     "adjustment": explain_adjustment,
+    # terms beyond the month (SPEC 10)
+    "true_up": explain_true_up,
+    "credit_cap_refund": explain_credit_cap_refund,
+    "pass_through": explain_pass_through,
+    "one_off": explain_one_off,
+    "fx_share": explain_fx_share,
 }
 
 
