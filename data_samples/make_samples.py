@@ -501,7 +501,8 @@ def make_pass_through() -> pa.Table:
     rows: dict[str, list] = {k: [] for k in ("c", "p", "i", "d", "x", "r")}
 
     def add(period: date, description: str, cost: Decimal, reference: str) -> None:
-        for k, v in zip("cpidxr", (ACME, period, "telephony", description, cost, reference)):
+        values = (ACME, period, "telephony", description, cost, reference)
+        for k, v in zip("cpidxr", values, strict=True):
             rows[k].append(v)
 
     for period, units in zip(MONTHS, units_of(ACME, "voice"), strict=True):

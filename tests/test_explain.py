@@ -776,7 +776,9 @@ def test_credit_cap_refund_explained(terms):
     # 3,000.00 + 3,666.67 + 3,333.33 = 10,000.00; -300.00 - 366.67 - 333.33 = -1,000.00
     assert "Charges before credits over the year: 10,000.00" in text
     assert "credits net of earn-back: -1,000.00" in text
-    assert "Annual cap: the lower of 600.00 and 10% of the year's charges 10,000.00 = 600.00" in text
+    assert (
+        "Annual cap: the lower of 600.00 and 10% of the year's charges 10,000.00 = 600.00" in text
+    )
     assert "exceed the cap in absolute value" in text
     assert "= 400.00" in text
     assert "Amount: 400.00 GBP (credit_cap_refund)" in text
