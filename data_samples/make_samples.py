@@ -1,4 +1,4 @@
-"""Write the sample portfolio's Parquet inputs (SPEC section 6) for the three sample contracts.
+"""Write the sample portfolio's Parquet inputs (SPEC sections 6 and 10) for the three contracts.
 
     python data_samples/make_samples.py [--out DIR] [--expected EXPECTED_LINES.parquet]
 
@@ -24,6 +24,10 @@ ACME-CONTOSO-01 (retail, GBP, half_up)
   email_sla_24h: fails 2024-03 (worse than no band), 2024-12, 2025-05 (second band), 2025-06.
   csat: fails 2024-11, 2025-02; bonus in 2024-05, 2024-06, 2025-04, 2025-09 (at/above 0.90 with
     no failure); not in 2025-06 or 2025-08 (another KPI failed).
+  annual cap (1% of the contract year's charges): the 2024 credits return 63,490.64 on 2024-12,
+    the 2025 credits 1,054.78 on 2025-12.
+  telephony (pass_through/): 4.2p per voice contact, plus seasonal SIP trunks in 2024-11 and
+    2025-11; billed at cost + 5% after credits.
 NORTHWIND-BACKOFFICE-01 (back office, EUR, default rounding)
   fte_support: fractional FTE; 38.75 FTE in 2024-12 is below the 40 FTE minimum.
   document_processing: exactly 180 packages in 2024-05.
@@ -33,6 +37,11 @@ NORTHWIND-BACKOFFICE-01 (back office, EUR, default rounding)
     2025-01..03 turnaround run (and backlog: 2025-02 excused, so 2025-03 is a repeat; 14 points,
     capped at 5%); 2025-09 accuracy; 2025-12 turnaround (above every band: first band's points).
     backlog_days exactly on target (2.0) in 2024-09.
+  mi_reporting commitment: 120,000.00 a contract year; 2024 bills 106,000.00, so 14,000.00 is
+    trued up on 2024-12 (a month with no service credit); 2025 bills 125,000.00 (no true-up).
+  fx_rates/ (INR, lag 1, base 0.011, band 3%): fx_share lines in 2024-07, 2024-08 (to the
+    provider), 2025-01..03 (to the client) and 2025-10..12 (to the provider).
+  one-off: the MI platform migration, 25,000.00 in 2025-10..12 (8,333.34, 8,333.33, 8,333.33).
 FABRIKAM-TELCO-01 (telco, GBP, half_even)
   voice: surge in 2024-11 and 2025-01 (over forecast x 1.15); 2025-11 is 13% over forecast, so
     no surge; no forecast in 2024-01 and 2025-06; minimum charge tops up 2024-08 and 2025-08.
