@@ -508,6 +508,11 @@ def test_every_number_explain_prints_is_stored(samples):
             "SELECT DISTINCT contract_id, period FROM current_invoice_lines ORDER BY ALL"
         ).fetchall()
         assert len(months) == 3 * 24
+        # the samples bill every line type, the terms beyond the month included (SPEC 10)
+        types = {
+            r[0] for r in con.sql("SELECT DISTINCT line_type FROM current_invoice_lines").fetchall()
+        }
+        assert {"true_up", "credit_cap_refund", "pass_through", "one_off", "fx_share"} <= types
         missing = []
         for contract, period in months:
             text = explain(samples, fmt(period), contract=contract)
