@@ -820,6 +820,27 @@ def test_fx_share_explained(terms):
     assert "= -116.67, to the client" in april
 
 
+def test_terms_settled_with_no_line_are_explained(terms):
+    # February reads 0.0104: +4%, inside the 5% band, so no fx_share line
+    text = explain(terms.db, "2024-02", contract="X1")
+    assert "Settled this month with no invoice line (the amount is zero):" in text
+    assert "Movement: +4%; band ±5%: shared movement (beyond the band) 0%" in text
+    assert "No fx_share line: inside the band: nothing is shared" in text
+    assert "fx_share" not in terms.lines("2024-02")
+    assert "No fx_share line" in explain(terms.db, "2024-02", "fx_share", contract="X1")
+
+
+def test_a_commitment_met_is_explained_with_no_line(samples):
+    # NORTHWIND's 2025 MI reporting bills 125,000.00 against the 120,000.00 committed: no true-up
+    text = explain(samples, "2025-12", "true_up:mi_reporting", contract="NORTHWIND-BACKOFFICE-01")
+    assert (
+        "Committed charge 120,000.00; the window's usage charges of mi_reporting: 125,000.00"
+        in text
+    )
+    assert "The usage charges reach the committed charge: no true-up" in text
+    assert "Amount: 0.00 EUR (true_up)" in text
+
+
 def test_every_number_of_the_terms_lines_is_stored(terms):
     with duckdb.connect(str(terms.db), read_only=True) as con:
         for period in ("2024-02", "2024-03", "2024-04"):

@@ -95,6 +95,33 @@ def _header(m: Month) -> list[str]:
     ]
 
 
+def _unbilled_terms(m: Month) -> list[Row]:
+    """The terms beyond the month settled on this month with a zero amount, so with no line: a
+    commitment window that was met, an FX movement inside the band, a contract year whose credits
+    stayed within the annual cap. Explained all the same, from their stored rows."""
+    billed = {line["line_key"] for line in m.lines}
+
+    def row(key: str, line_type: str, description: str) -> Row:
+        return {
+            "line_key": key,
+            "line_type": line_type,
+            "description": description,
+            "amount": 0,
+            "currency": m.currency,
+        }
+
+    out = [
+        row(f"true_up:{sl}", "true_up", f"{w.get('description') or sl} commitment")
+        for sl, w in m.commitments.items()
+        if not w["amount"] and f"true_up:{sl}" not in billed
+    ]
+    if any(not f["amount"] for f in m.fx) and "fx_share" not in billed:
+        out.append(row("fx_share", "fx_share", "Currency risk-sharing"))
+    if any(not y["capped"] for y in m.annual_caps) and "credit_cap_refund" not in billed:
+        out.append(row("credit_cap_refund", "credit_cap_refund", "Annual credit cap"))
+    return out
+
+
 def explain(db_path: Path, contract_id: str, period: dt.date, line_key: str | None = None) -> str:
     """The derivation of one line, or of every line, of a contract's invoice for a month."""
     con = connect_read_only(db_path)
@@ -114,7 +141,7 @@ def explain(db_path: Path, contract_id: str, period: dt.date, line_key: str | No
             }
             for g in m.gain_share
             if not any(line["line_key"] == "gain_share" for line in m.lines)
-        ][:1]
+        ][:1] + _unbilled_terms(m)
         lines = m.lines
         if line_key is not None:
             lines = [line for line in m.lines + unbilled if line["line_key"] == line_key]
@@ -129,7 +156,8 @@ def explain(db_path: Path, contract_id: str, period: dt.date, line_key: str | No
             out += explain_line(m, line)
         if line_key is None and unbilled:
             out += ["", "Settled this month with no invoice line (the amount is zero):"]
-            out += explain_line(m, unbilled[0])
+            for i, line in enumerate(unbilled):
+                out += ([""] if i else []) + explain_line(m, line)
         return "\n".join(out) + "\n"
     finally:
         con.close()

@@ -7,10 +7,9 @@ from .text import money, month, num, pct
 
 
 def explain_credit_cap_refund(m: Month, line: Row, indent: str) -> list[str]:
-    years = [y for y in m.annual_caps if y.get("capped")]
-    if not years:
+    if not m.annual_caps:
         return [f"{indent}(no stored annual credit cap is settled on this month)"]
-    y = years[0]
+    y = m.annual_caps[0]
     out = [
         f"{indent}Contract year {month(y['year_start'])}..{month(y['year_end'])}"
         + (
@@ -33,6 +32,12 @@ def explain_credit_cap_refund(m: Month, line: Row, indent: str) -> list[str]:
     else:
         basis = f"the annual cap amount {money(amount_cap)}"
     out.append(f"{indent}Annual cap: {basis} = {num(y['cap_amount'], 2)}")
+    if not y.get("capped"):
+        out.append(
+            f"{indent}The year's credits, {money(y['year_credits'])}, are within the cap: "
+            "nothing is returned"
+        )
+        return out
     out.append(
         f"{indent}The year's credits, {money(y['year_credits'])}, exceed the cap in absolute "
         f"value: the excess is returned, rounded once ({m.amount_scale} places, "

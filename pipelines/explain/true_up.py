@@ -17,8 +17,10 @@ def explain_true_up(m: Month, line: Row, indent: str) -> list[str]:
     w = m.commitments.get(sl)
     if not w:
         return [f"{indent}(no stored commitment window of {sl} is settled on this month)"]
+    # a window that met its commitment has no charge line: the month's terms are the same
     charge = m.charges.get(line["line_key"]) or {}
-    terms = f"{charge.get('amount_scale')} places, {charge.get('rounding_mode')}"
+    scale = charge.get("amount_scale", m.amount_scale)
+    terms = f"{scale} places, {charge.get('rounding_mode', m.rounding_mode)}"
     window = f"{month(w['window_start'])}..{month(w['window_end'])}"
     out = [
         f"{indent}Commitment over {OVER_WORDS.get(w['over'], w['over'])} (in force from "
@@ -44,10 +46,13 @@ def explain_true_up(m: Month, line: Row, indent: str) -> list[str]:
         rate = f"the first band's rate in force {num(w.get('first_rate'), 2)}"
         if w.get("first_rate") != w.get("first_base_rate"):
             rate += f" (base {num(w.get('first_base_rate'), 2)}, indexed)"
-        out.append(
-            f"{indent}Shortfall {num(w['shortfall_units'])} units x {rate}, rounded once "
-            f"({terms}) = {money(w['amount'])}"
-        )
+        if not w["amount"]:
+            out.append(f"{indent}The units reach the commitment: no shortfall, no true-up")
+        else:
+            out.append(
+                f"{indent}Shortfall {num(w['shortfall_units'])} units x {rate}, rounded once "
+                f"({terms}) = {money(w['amount'])}"
+            )
     else:
         minimum = w.get("minimum_charge_in_force")
         words = f"{money(minimum)}"
@@ -58,10 +63,17 @@ def explain_true_up(m: Month, line: Row, indent: str) -> list[str]:
             f"{money(w['window_usage'])} ({num(w['window_units'])} units)"
         )
         proration = f" x {m_in}/{n_in}" if m_in != n_in else ""
-        out.append(
-            f"{indent}Shortfall: {money(minimum)}{proration} - {money(w['window_usage'])}, "
-            f"rounded once ({terms}) = {money(w['amount'])}"
-        )
+        if not w["amount"]:
+            out.append(
+                f"{indent}The usage charges reach the committed charge{proration}: no true-up"
+            )
+        else:
+            out.append(
+                f"{indent}Shortfall: {money(minimum)}{proration} - {money(w['window_usage'])}, "
+                f"rounded once ({terms}) = {money(w['amount'])}"
+            )
+    if not w["amount"]:
+        return out
     out.append(
         f"{indent}The true-up counts in the month's charges before credits (the at-risk amount, "
         "the caps and the bonus read it)"
