@@ -1,4 +1,4 @@
-"""Write the sample portfolio's Parquet inputs (SPEC section 6) for the three sample contracts.
+"""Write the sample portfolio's Parquet inputs (SPEC sections 6 and 10) for the three contracts.
 
     python data_samples/make_samples.py [--out DIR] [--expected EXPECTED_LINES.parquet]
 
@@ -24,6 +24,10 @@ ACME-CONTOSO-01 (retail, GBP, half_up)
   email_sla_24h: fails 2024-03 (worse than no band), 2024-12, 2025-05 (second band), 2025-06.
   csat: fails 2024-11, 2025-02; bonus in 2024-05, 2024-06, 2025-04, 2025-09 (at/above 0.90 with
     no failure); not in 2025-06 or 2025-08 (another KPI failed).
+  annual cap (1% of the contract year's charges): the 2024 credits return 63,490.64 on 2024-12,
+    the 2025 credits 1,054.78 on 2025-12.
+  telephony (pass_through/): 4.2p per voice contact, plus seasonal SIP trunks in 2024-11 and
+    2025-11; billed at cost + 5% after credits.
 NORTHWIND-BACKOFFICE-01 (back office, EUR, default rounding)
   fte_support: fractional FTE; 38.75 FTE in 2024-12 is below the 40 FTE minimum.
   document_processing: exactly 180 packages in 2024-05.
@@ -33,6 +37,11 @@ NORTHWIND-BACKOFFICE-01 (back office, EUR, default rounding)
     2025-01..03 turnaround run (and backlog: 2025-02 excused, so 2025-03 is a repeat; 14 points,
     capped at 5%); 2025-09 accuracy; 2025-12 turnaround (above every band: first band's points).
     backlog_days exactly on target (2.0) in 2024-09.
+  mi_reporting commitment: 120,000.00 a contract year; 2024 bills 106,000.00, so 14,000.00 is
+    trued up on 2024-12 (a month with no service credit); 2025 bills 125,000.00 (no true-up).
+  fx_rates/ (INR, lag 1, base 0.011, band 3%): fx_share lines in 2024-07, 2024-08 (to the
+    provider), 2025-01..03 (to the client) and 2025-10..12 (to the provider).
+  one-off: the MI platform migration, 25,000.00 in 2025-10..12 (8,333.34, 8,333.33, 8,333.33).
 FABRIKAM-TELCO-01 (telco, GBP, half_even)
   voice: surge in 2024-11 and 2025-01 (over forecast x 1.15); 2025-11 is 13% over forecast, so
     no surge; no forecast in 2024-01 and 2025-06; minimum charge tops up 2024-08 and 2025-08.
@@ -471,6 +480,81 @@ def make_index_values() -> pa.Table:
 
 
 # --------------------------------------------------------------------------------------------
+# pass-through costs (ACME telephony) and FX rates (NORTHWIND's offshore delivery, INR)
+# --------------------------------------------------------------------------------------------
+
+# ACME's carrier bill: 4.2p per inbound voice contact, to the penny; in the peak months of 2024-11
+# and 2025-11 a second row for the extra SIP trunks rented for the season.
+TELEPHONY_PER_CONTACT = D("0.042")
+SIP_TRUNKS = {"2024-11": D("1850.00"), "2025-11": D("1850.00")}
+
+# The EUR value of 1 INR in each month (the rate of the month before is read, lag 1). Against
+# the base 0.011 and the 3% band (0.01067 .. 0.01133): above it in 2024-06..07 and 2025-09..11,
+# below it in 2024-12..2025-02, inside it otherwise.
+# fmt: off
+INR_RATES = {
+    "2023-12": "0.011020", "2024-01": "0.010980", "2024-02": "0.010940", "2024-03": "0.011050",
+    "2024-04": "0.011120", "2024-05": "0.011210", "2024-06": "0.011390", "2024-07": "0.011420",
+    "2024-08": "0.011260", "2024-09": "0.011150", "2024-10": "0.010870", "2024-11": "0.010720",
+    "2024-12": "0.010590", "2025-01": "0.010480", "2025-02": "0.010610", "2025-03": "0.010760",
+    "2025-04": "0.010850", "2025-05": "0.010930", "2025-06": "0.011040", "2025-07": "0.011180",
+    "2025-08": "0.011290", "2025-09": "0.011360", "2025-10": "0.011450", "2025-11": "0.011510",
+    "2025-12": "0.011470",
+}
+# fmt: on
+DEC4 = pa.decimal128(38, 4)
+DEC8 = pa.decimal128(38, 8)
+
+
+def make_pass_through() -> pa.Table:
+    rows: dict[str, list] = {k: [] for k in ("c", "p", "i", "d", "x", "r")}
+
+    def add(period: date, description: str, cost: Decimal, reference: str) -> None:
+        values = (ACME, period, "telephony", description, cost, reference)
+        for k, v in zip("cpidxr", values, strict=True):
+            rows[k].append(v)
+
+    for period, units in zip(MONTHS, units_of(ACME, "voice"), strict=True):
+        cost = (units * TELEPHONY_PER_CONTACT).quantize(D("0.01"), rounding=ROUND_HALF_UP)
+        add(period, "Carrier charges: inbound minutes", cost, f"BT-{period:%Y%m}")
+        if ym(period) in SIP_TRUNKS:
+            add(period, "Seasonal SIP trunks", SIP_TRUNKS[ym(period)], f"BT-{period:%Y%m}-S")
+    schema = pa.schema(
+        [
+            pa.field("contract_id", pa.string(), nullable=False),
+            pa.field("period", pa.date32(), nullable=False),
+            pa.field("item_id", pa.string(), nullable=False),
+            pa.field("description", pa.string()),
+            pa.field("cost", DEC4, nullable=False),
+            pa.field("reference", pa.string()),
+        ]
+    )
+    return pa.Table.from_arrays(
+        [pa.array(rows[k], type=f.type) for k, f in zip("cpidxr", schema, strict=True)],
+        schema=schema,
+    )
+
+
+def make_fx_rates() -> pa.Table:
+    periods = [date(int(k[:4]), int(k[5:]), 1) for k in INR_RATES]
+    schema = pa.schema(
+        [
+            pa.field("currency", pa.string(), nullable=False),
+            pa.field("period", pa.date32(), nullable=False),
+            pa.field("rate", DEC8, nullable=False),
+        ]
+    )
+    return pa.Table.from_arrays(
+        [
+            pa.array(["INR"] * len(periods), pa.string()),
+            pa.array(periods, pa.date32()),
+            pa.array([D(v) for v in INR_RATES.values()], DEC8),
+        ],
+        schema=schema,
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # interactions (FABRIKAM voice)
 # --------------------------------------------------------------------------------------------
 
@@ -744,6 +828,8 @@ def main(argv: list[str] | None = None) -> None:
     write(make_exclusions(), out / "exclusions" / "exclusions.parquet")
     write(make_index_values(), out / "index_values" / "index_values.parquet")
     write(make_interactions(rng), out / "interactions" / "interactions.parquet")
+    write(make_pass_through(), out / "pass_through" / "pass_through.parquet")
+    write(make_fx_rates(), out / "fx_rates" / "fx_rates.parquet")
     import polars as pl
 
     expected = pl.read_parquet(args.expected) if args.expected is not None else settle_expected(out)
@@ -770,7 +856,7 @@ def settle_expected(data_dir: Path) -> polars.DataFrame:
     import polars as pl
 
     sys.path.insert(0, str(HERE.parent))
-    from pipelines import engine
+    from pipelines import engine, workflow
 
     contracts = HERE.parent / "contracts_config"
     with tempfile.TemporaryDirectory() as tmp:
@@ -779,6 +865,8 @@ def settle_expected(data_dir: Path) -> polars.DataFrame:
             dt.date(2024, 1, 1), dt.date(2025, 6, 1), as_known_at=dt.date(2025, 7, 10)
         )
         engine.settle(contracts, data_dir, db, closed)
+        # the provider's invoices do not exist yet: every exception is approved, as the demo does
+        workflow.approve(db, dt.date(2024, 1, 1), dt.date(2025, 6, 1), by="make_samples")
         engine.close(db, dt.date(2024, 1, 1), to=dt.date(2025, 6, 1))
         engine.settle(
             contracts, data_dir, db, engine.RunRequest(dt.date(2025, 7, 1), dt.date(2025, 12, 1))

@@ -250,6 +250,7 @@ def _invoice_table(result: engine.RunResult, db: Path, dry_run: bool) -> str:
                 _money(inv["credits_and_bonus"]),
                 _money(inv["gain_share"]),
                 _money(inv["adjustments"]),
+                _money(inv.get("other")),
                 _money(inv["amount_due"]),
                 _money(rec.get("billed")),
                 _money(rec.get("difference")),
@@ -264,6 +265,7 @@ def _invoice_table(result: engine.RunResult, db: Path, dry_run: bool) -> str:
         "credits+bonus",
         "gain-share",
         "adjustments",
+        "other terms",  # pass-through, one-off, FX share, annual cap refund (SPEC 10)
         "amount due",
         "billed",
         "difference",

@@ -306,6 +306,8 @@ SUMMARY_COLUMNS = [
     Column("Bonus", "bonus", "money"),
     Column("Gain-share", "gain_share", "money"),
     Column("Adjustments", "adjustments", "money"),
+    # pass-through, one-off, FX share and annual cap refund lines (SPEC 10); true-ups are charges
+    Column("Other terms", "other", "money"),
     Column("Amount due", "amount_due", "money"),
     Column("Billed", "billed", "money"),
     Column("Difference", "difference", "money"),
@@ -315,7 +317,9 @@ SUMMARY_COLUMNS = [
 
 SUMMARY_NOTES = [
     "Amount due is the sum of the invoice's rounded lines: charges + credits + earn-back + bonus "
-    "+ gain-share + adjustments.",
+    "+ gain-share + adjustments + other terms.",
+    "Charges include the commitment true-ups. Other terms: pass-through costs, one-off charges "
+    "and their instalments, the FX risk-sharing line and the annual credit cap's refund.",
     "Indexation effect (included in charges, not added to them): the sum over the charge lines of "
     "each line's amount less the same line at base-period prices, both rounded once with the "
     "contract's own rounding.",

@@ -181,6 +181,13 @@ SELECT
     CAST(s.amount AS DECIMAL(38, 4)) AS one_off_amount,
     CAST(s.instalment_units AS DECIMAL(38, 0)) * CAST(pow10(4 - s.amount_scale) AS DECIMAL(38, 0))
         * CAST(0.0001 AS DECIMAL(38, 4)) AS instalment_amount,
+    -- the split, stored for reading: the share every instalment gets, the units of the last
+    -- place left over, and whether this instalment took one of them
+    CAST(s.total_units // s.instalments AS DECIMAL(38, 0))
+        * CAST(pow10(4 - s.amount_scale) AS DECIMAL(38, 0)) * CAST(0.0001 AS DECIMAL(38, 4))
+        AS base_instalment,
+    CAST(s.total_units % s.instalments AS INTEGER) AS remainder_units,
+    s.instalment <= s.total_units % s.instalments AS extra_unit,
     CASE WHEN s.indexed THEN f.factor ELSE CAST(1 AS DECIMAL(38, 10)) END AS index_factor,
     s.amount_scale, s.rounding_mode
 FROM shares s

@@ -503,6 +503,9 @@ CREATE TABLE IF NOT EXISTS one_off_instalments (
     item_order INTEGER,
     one_off_amount DECIMAL(38, 4),
     instalment_amount DECIMAL(38, 4),  -- amount / n cut to the scale, remainder to the earliest
+    base_instalment DECIMAL(38, 4),    -- amount / n cut to the amount scale
+    remainder_units INTEGER,     -- units of the last place left over, one each to the earliest
+    extra_unit BOOLEAN,          -- this instalment took one of them
     index_factor DECIMAL(38, 10),
     amount_scale INTEGER,
     rounding_mode VARCHAR

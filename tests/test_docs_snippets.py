@@ -175,3 +175,51 @@ def test_the_error_messages_shown_are_the_loaders(bands, tmp_path):
     with pytest.raises(ConfigError) as error:
         load_contract(path, tmp_path)
     assert f"error: {error.value}\n" in CONTRACTS_PAGE.read_text()
+
+
+# --------------------------------------------------------------------------- terms inputs
+
+
+@pytest.mark.parametrize(
+    "folder, csv, columns",
+    [
+        (
+            "pass_through",
+            "pass_through_2025-12.csv",
+            {
+                "contract_id": "VARCHAR",
+                "period": "DATE",
+                "item_id": "VARCHAR",
+                "description": "VARCHAR",
+                "cost": "DECIMAL(18,4)",
+                "reference": "VARCHAR",
+            },
+        ),
+        (
+            "fx_rates",
+            "fx_rates_2026-01.csv",
+            {"currency": "VARCHAR", "period": "DATE", "rate": "DECIMAL(18,8)"},
+        ),
+    ],
+)
+def test_the_terms_input_snippets_write_parquet_that_validates(folder, csv, columns, tmp_path):
+    """Each snippet's file, added to the samples' own folder, validates with the sample contracts
+    (a late re-bill of ACME's telephony; an INR rate for a month no contract reads yet)."""
+    shutil.copytree(REPO / "data_samples", tmp_path / "data", ignore=shutil.ignore_patterns("*.py"))
+    (tmp_path / csv).write_text(snippet(f"{folder}_csv"))
+    month = re.search(r"period=(\d{4}-\d{2})", snippet(f"{folder}_duckdb")).group(1)
+    (tmp_path / "data" / folder / f"period={month}").mkdir(parents=True)
+    cwd = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        duckdb.sql(snippet(f"{folder}_duckdb"))
+    finally:
+        os.chdir(cwd)
+    path = tmp_path / "data" / folder / f"period={month}" / f"{folder}.parquet"
+    with duckdb.connect() as con:
+        types = con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet('{path}', hive_partitioning = false)"
+        ).fetchall()
+    assert {name: dtype for name, dtype, *_ in types} == columns
+    result = validate(tmp_path)
+    assert result.returncode == 0, result.stderr

@@ -508,6 +508,11 @@ def test_every_number_explain_prints_is_stored(samples):
             "SELECT DISTINCT contract_id, period FROM current_invoice_lines ORDER BY ALL"
         ).fetchall()
         assert len(months) == 3 * 24
+        # the samples bill every line type, the terms beyond the month included (SPEC 10)
+        types = {
+            r[0] for r in con.sql("SELECT DISTINCT line_type FROM current_invoice_lines").fetchall()
+        }
+        assert {"true_up", "credit_cap_refund", "pass_through", "one_off", "fx_share"} <= types
         missing = []
         for contract, period in months:
             text = explain(samples, fmt(period), contract=contract)
@@ -679,3 +684,181 @@ def test_numbers_print_every_stored_digit_past_28():
     # 0.1234567890123456789012345678901 x 100, the point moved two places
     assert pct(Decimal("0.1234567890123456789012345678901")) == "12.34567890123456789012345678901%"
     assert money(Decimal("-0.0000")) == "0.00" and dagster_money(Decimal("12.5000")) == "12.50"
+
+
+# --------------------------------------------------------------------------- terms beyond the month
+
+TERMS = """\
+contract_id: X1
+currency: GBP
+start: 2024-02
+end: 2024-04
+rounding: {mode: half_up, amount_scale: 2, rate_scale: 4}
+service_lines:
+  - id: voice
+    pricing:
+      - {effective_from: 2024-02, model: per_unit, bands: [{rate: 10.00}]}
+    commitments:
+      - {effective_from: 2024-02, over: quarter, minimum_units: 1000}
+pass_through:
+  - {id: telco, description: Telephony at cost, margin_pct: 0.05}
+one_off_charges:
+  - {id: transition, description: Transition, amount: 1000.00, first_period: 2024-02,
+     instalments: 3}
+service_credits:
+  at_risk_pct: 0.10
+  monthly_cap_pct: 0.20
+  annual_cap_pct: 0.10
+  annual_cap_amount: 600.00
+  kpis:
+    - {id: sl, target: 0.80, allocation_pct: 1.0}
+fx_sharing: {delivery_currency: INR, base_rate: 0.0100, band_pct: 0.05, client_share: 0.50,
+             lag_months: 1}
+"""
+
+
+@pytest.fixture(scope="module")
+def terms(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """X1, 2024-02..2024-04, 300 units of voice at 10.00 a month (3,000.00), the KPI failing
+    every month (0.70 against 0.80)."""
+    ws = Workspace(tmp_path_factory.mktemp("terms"))
+    ws.contract(TERMS)
+    ws.volumes([("X1", "voice", p, "300") for p in ("2024-02", "2024-03", "2024-04")])
+    ws.kpis([("X1", "sl", p, "0.70") for p in ("2024-02", "2024-03", "2024-04")])
+    ws.pass_through(
+        [
+            ("X1", "2024-02", "telco", "February bill", "600.00", "T-1"),
+            ("X1", "2024-02", "telco", "February top-up", "400.00", "T-2"),
+        ]
+    )
+    ws.fx_rates(
+        [("INR", "2024-01", "0.0104"), ("INR", "2024-02", "0.0110"), ("INR", "2024-03", "0.0088")]
+    )
+    ws.settle("2024-02", "2024-04")
+    return ws
+
+
+def test_terms_beyond_the_month_lines(terms):
+    # Q1 has Feb and Mar in the term: 1,000 x 2/3 = 666.666...; 600 units: 66.666... short x
+    # 10.00 = 666.666... -> 666.67. Charges: Feb 3,000.00; Mar 3,666.67. Q2 has April alone:
+    # 1,000 x 1/3 = 333.333...; 300 units: 33.333... x 10.00 -> 333.33; Apr 3,333.33.
+    # Credits, 10% of charges: -300.00, -366.67, -333.33; the year (Feb..Apr in the term):
+    # -1,000.00 against the lower of 600.00 and 10% x 10,000.00 = 1,000.00: 400.00 returned.
+    # One-off: 1,000.00 / 3 -> 333.34, 333.33, 333.33. Telco: 1,000.00 x 1.05 = 1,050.00.
+    # FX (lag 1): Feb reads 0.0104, +4%, inside the 5% band; Mar reads 0.0110, +10%, e = +5%:
+    # 3,666.67 x 0.05 x 0.50 = 91.66675 -> 91.67; Apr reads 0.0088, -12%, e = -7%:
+    # 3,333.33 x -0.07 x 0.50 = -116.66655 -> -116.67.
+    assert terms.lines("2024-02") == {
+        "usage:voice": Decimal("3000.00"),
+        "credit:sl": Decimal("-300.00"),
+        "one_off:transition": Decimal("333.34"),
+        "pass_through:telco": Decimal("1050.00"),
+    }
+    assert terms.lines("2024-03") == {
+        "usage:voice": Decimal("3000.00"),
+        "true_up:voice": Decimal("666.67"),
+        "credit:sl": Decimal("-366.67"),
+        "one_off:transition": Decimal("333.33"),
+        "fx_share": Decimal("91.67"),
+    }
+    assert terms.lines("2024-04") == {
+        "usage:voice": Decimal("3000.00"),
+        "true_up:voice": Decimal("333.33"),
+        "credit:sl": Decimal("-333.33"),
+        "credit_cap_refund": Decimal("400.00"),
+        "one_off:transition": Decimal("333.33"),
+        "fx_share": Decimal("-116.67"),
+    }
+
+
+def test_true_up_explained(terms):
+    text = explain(terms.db, "2024-03", "true_up:voice", contract="X1")
+    assert "Commitment over a calendar quarter (in force from 2024-02)" in text
+    assert "window 2024-01..2024-03, settled in its last month in the term, 2024-03" in text
+    # two of the quarter's three months are in the term
+    assert "2 of the window's 3 months: the minimum is prorated by 2/3" in text
+    assert "Committed 1,000 units x 2/3 = 666.6666666667" in text
+    assert "the window's actual units of voice: 600" in text
+    assert (
+        "Shortfall 66.6666666667 units x the first band's rate in force 10.00, rounded once "
+        "(2 places, half_up) = 666.67"
+    ) in text
+    assert "Amount: 666.67 GBP (true_up)" in text
+    april = explain(terms.db, "2024-04", "true_up:voice", contract="X1")
+    assert "1 of the window's 3 months" in april
+    assert "Shortfall 33.3333333333 units" in april
+
+
+def test_credit_cap_refund_explained(terms):
+    text = explain(terms.db, "2024-04", "credit_cap_refund", contract="X1")
+    assert "Contract year 2024-02..2025-01, 2024-02..2024-04 in the term" in text
+    # 3,000.00 + 3,666.67 + 3,333.33 = 10,000.00; -300.00 - 366.67 - 333.33 = -1,000.00
+    assert "Charges before credits over the year: 10,000.00" in text
+    assert "credits net of earn-back: -1,000.00" in text
+    assert (
+        "Annual cap: the lower of 600.00 and 10% of the year's charges 10,000.00 = 600.00" in text
+    )
+    assert "exceed the cap in absolute value" in text
+    assert "= 400.00" in text
+    assert "Amount: 400.00 GBP (credit_cap_refund)" in text
+
+
+def test_pass_through_explained(terms):
+    text = explain(terms.db, "2024-02", "pass_through:telco", contract="X1")
+    # 600.00 + 400.00 = 1,000.00 over two rows; x 1.05 = 1,050.00
+    assert "Cost: 1,000.00, the month's 2 pass_through/ row(s) of telco" in text
+    assert "Margin 5%: cost x 1.05, rounded once (2 places, half_up) = 1,050.00" in text
+    assert "not in the at-risk amount" in text
+
+
+def test_one_off_explained(terms):
+    text = explain(terms.db, "2024-02", "one_off:transition", contract="X1")
+    # 100,000 cents / 3 = 33,333 each, 1 left over, to the first instalment
+    assert "One-off charge 1,000.00 in 3 monthly instalments: each 333.33" in text
+    assert "the 1 unit(s) of the last place left over go one each to the earliest" in text
+    assert "Instalment 1 of 3: one extra unit of the last place -> 333.34" in text
+    march = explain(terms.db, "2024-03", "one_off:transition", contract="X1")
+    assert "Instalment 2 of 3: no extra unit -> 333.33" in march
+
+
+def test_fx_share_explained(terms):
+    text = explain(terms.db, "2024-03", "fx_share", contract="X1")
+    assert "Rate: INR 0.011 of 2024-02 (the month less the lag of 1 month(s))" in text
+    assert "against the base rate 0.01" in text
+    assert "Movement: +10%; band ±5%: shared movement (beyond the band) +5%" in text
+    assert "lines): 3,666.67" in text
+    assert "client share 50%" in text
+    assert "= 91.67, to the provider" in text
+    april = explain(terms.db, "2024-04", "fx_share", contract="X1")
+    assert "Movement: -12%; band ±5%: shared movement (beyond the band) -7%" in april
+    assert "= -116.67, to the client" in april
+
+
+def test_terms_settled_with_no_line_are_explained(terms):
+    # February reads 0.0104: +4%, inside the 5% band, so no fx_share line
+    text = explain(terms.db, "2024-02", contract="X1")
+    assert "Settled this month with no invoice line (the amount is zero):" in text
+    assert "Movement: +4%; band ±5%: shared movement (beyond the band) 0%" in text
+    assert "No fx_share line: inside the band: nothing is shared" in text
+    assert "fx_share" not in terms.lines("2024-02")
+    assert "No fx_share line" in explain(terms.db, "2024-02", "fx_share", contract="X1")
+
+
+def test_a_commitment_met_is_explained_with_no_line(samples):
+    # NORTHWIND's 2025 MI reporting bills 125,000.00 against the 120,000.00 committed: no true-up
+    text = explain(samples, "2025-12", "true_up:mi_reporting", contract="NORTHWIND-BACKOFFICE-01")
+    assert (
+        "Committed charge 120,000.00; the window's usage charges of mi_reporting: 125,000.00"
+        in text
+    )
+    assert "The usage charges reach the committed charge: no true-up" in text
+    assert "Amount: 0.00 EUR (true_up)" in text
+
+
+def test_every_number_of_the_terms_lines_is_stored(terms):
+    with duckdb.connect(str(terms.db), read_only=True) as con:
+        for period in ("2024-02", "2024-03", "2024-04"):
+            text = explain(terms.db, period, contract="X1")
+            assert "no stored" not in text, text
+            numbers, texts = stored_values(con, "X1", parse_period(period))
+            assert unstored_numbers(text, numbers, texts) == [], text

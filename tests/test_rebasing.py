@@ -36,7 +36,10 @@ gain_share:
 
 # Terms beyond the month (SPEC 10) for the property test, so that its invariants cover their
 # lines too: a quarterly commitment (a true-up when a quarter falls short), instalments, FX
-# sharing on a moving rate and a pass-through cost.
+# sharing on a moving rate, a pass-through cost and an annual credit cap. Contract years start in
+# July, so the first one (2024-01..06 in the term) is settled on 2024-06, a month the test can
+# close and restate: its credits (10% of the charges in the three failed months) exceed 2% of the
+# half-year's charges, and the excess is returned.
 BEYOND_LINE = """\
     commitments:
       - {effective_from: 2024-01, over: quarter, minimum_units: 2950}"""
@@ -45,13 +48,22 @@ one_off_charges:
   - {id: transition, amount: 1000.00, first_period: 2024-02, instalments: 3}
 pass_through:
   - {id: telco, margin_pct: 0.05}
-fx_sharing: {delivery_currency: INR, base_rate: 0.0100, band_pct: 0.02, client_share: 0.50}"""
+fx_sharing: {delivery_currency: INR, base_rate: 0.0100, band_pct: 0.02, client_share: 0.50}
+contract_year_start: 2024-07
+service_credits:
+  at_risk_pct: 0.10
+  annual_cap_pct: 0.02
+  kpis:
+    - {id: sl, target: 0.80, allocation_pct: 1.0}"""
 
 
 def beyond_inputs(ws) -> None:
     # 0.0098 .. 0.0109: inside the 2% band at first, then above it
     ws.fx_rates([("INR", f"2024-{m:02d}", str(D("0.0097") + D(m) / 10000)) for m in range(1, 13)])
     ws.pass_through([("C1", f"2024-{m:02d}", "telco", None, f"{100 + m}.00", None) for m in (2, 5)])
+    ws.kpis(
+        [("C1", "sl", f"2024-{m:02d}", "0.70" if m in (2, 3, 5) else "0.85") for m in range(1, 13)]
+    )
 
 
 REBASED_BASELINE = (

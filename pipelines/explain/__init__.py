@@ -10,7 +10,8 @@ split, package count, bonus level and the credits an earn-back returns are all s
 settlement SQL for this purpose.
 
 One module per line type (usage, surge, minimum, fixed, credit, earn_back, bonus, gain_share,
-adjustment); `readers` holds the database access and `Month`, `text` the number formatting.
+adjustment; for the terms beyond the month true_up, credit_cap, pass_through, one_off, fx_share);
+`readers` holds the database access and `Month`, `text` the number formatting.
 """
 
 from __future__ import annotations
@@ -24,14 +25,19 @@ from ..periods import fmt
 from .adjustment import explain_adjustment
 from .bonus import explain_bonus
 from .credit import explain_credit
+from .credit_cap import explain_credit_cap_refund
 from .earn_back import explain_earn_back
 from .fixed import explain_fixed_fee
+from .fx_share import explain_fx_share
 from .gain_share import explain_gain_share
 from .minimum import explain_minimum
+from .one_off import explain_one_off
+from .pass_through import explain_pass_through
 from .readers import Month, Row, connect_read_only, has_settled_figures, rows
 from .reconciliation import reconciliation_lines
 from .surge import explain_surge
 from .text import money, num, pct
+from .true_up import explain_true_up
 from .usage import explain_usage
 
 __all__ = ["connect_read_only", "explain", "has_settled_figures", "money", "num", "pct", "rows"]
@@ -51,6 +57,12 @@ LINE_EXPLAINERS: dict[str, Explainer] = {
     "bonus": explain_bonus,
     "gain_share": explain_gain_share,
     "adjustment": explain_adjustment,
+    # terms beyond the month (SPEC 10)
+    "true_up": explain_true_up,
+    "credit_cap_refund": explain_credit_cap_refund,
+    "pass_through": explain_pass_through,
+    "one_off": explain_one_off,
+    "fx_share": explain_fx_share,
 }
 
 
@@ -83,6 +95,33 @@ def _header(m: Month) -> list[str]:
     ]
 
 
+def _unbilled_terms(m: Month) -> list[Row]:
+    """The terms beyond the month settled on this month with a zero amount, so with no line: a
+    commitment window that was met, an FX movement inside the band, a contract year whose credits
+    stayed within the annual cap. Explained all the same, from their stored rows."""
+    billed = {line["line_key"] for line in m.lines}
+
+    def row(key: str, line_type: str, description: str) -> Row:
+        return {
+            "line_key": key,
+            "line_type": line_type,
+            "description": description,
+            "amount": 0,
+            "currency": m.currency,
+        }
+
+    out = [
+        row(f"true_up:{sl}", "true_up", f"{w.get('description') or sl} commitment")
+        for sl, w in m.commitments.items()
+        if not w["amount"] and f"true_up:{sl}" not in billed
+    ]
+    if any(not f["amount"] for f in m.fx) and "fx_share" not in billed:
+        out.append(row("fx_share", "fx_share", "Currency risk-sharing"))
+    if any(not y["capped"] for y in m.annual_caps) and "credit_cap_refund" not in billed:
+        out.append(row("credit_cap_refund", "credit_cap_refund", "Annual credit cap"))
+    return out
+
+
 def explain(db_path: Path, contract_id: str, period: dt.date, line_key: str | None = None) -> str:
     """The derivation of one line, or of every line, of a contract's invoice for a month."""
     con = connect_read_only(db_path)
@@ -102,7 +141,7 @@ def explain(db_path: Path, contract_id: str, period: dt.date, line_key: str | No
             }
             for g in m.gain_share
             if not any(line["line_key"] == "gain_share" for line in m.lines)
-        ][:1]
+        ][:1] + _unbilled_terms(m)
         lines = m.lines
         if line_key is not None:
             lines = [line for line in m.lines + unbilled if line["line_key"] == line_key]
@@ -117,7 +156,8 @@ def explain(db_path: Path, contract_id: str, period: dt.date, line_key: str | No
             out += explain_line(m, line)
         if line_key is None and unbilled:
             out += ["", "Settled this month with no invoice line (the amount is zero):"]
-            out += explain_line(m, unbilled[0])
+            for i, line in enumerate(unbilled):
+                out += ([""] if i else []) + explain_line(m, line)
         return "\n".join(out) + "\n"
     finally:
         con.close()

@@ -143,6 +143,34 @@ class Month:
             "SELECT * FROM current_invoice_reconciliation WHERE contract_id = ? AND period = ?",
             p,
         )
+        # terms beyond the month (SPEC 10): the rows behind the true_up, credit_cap_refund,
+        # pass_through, one_off and fx_share lines billed on this month
+        self.commitments = keyed(
+            con,
+            "service_line_id",
+            "SELECT * FROM current_commitment_windows WHERE contract_id = ? AND billed_period = ?",
+            p,
+        )
+        self.annual_caps = rows(
+            con,
+            "SELECT * FROM current_annual_credit_caps WHERE contract_id = ? AND billed_period = ?",
+            p,
+        )
+        self.pass_through = keyed(
+            con,
+            "item_id",
+            "SELECT * FROM current_pass_through_costs WHERE contract_id = ? AND period = ?",
+            p,
+        )
+        self.one_offs = rows(
+            con,
+            "SELECT * FROM current_one_off_instalments WHERE contract_id = ? AND period = ? "
+            "ORDER BY one_off_id, instalment",
+            p,
+        )
+        self.fx = rows(
+            con, "SELECT * FROM current_fx_shares WHERE contract_id = ? AND period = ?", p
+        )
         # the reviews the run standing for this month used, up to this month
         self.reviews = rows(
             con,
