@@ -7,7 +7,12 @@ CREATE OR REPLACE TEMP TABLE calc_invoice_lines AS
 WITH lines AS (
     SELECT
         contract_id, period, line_key, charge_type AS line_type, description,
-        units AS quantity, rate, amount, sort_order
+        -- the quantity in the unit its rate prices: a package line bills packages, not the units
+        -- packed, so that quantity x rate is the amount and reconciliation's split is per pack.
+        -- Each branch is cast: a CASE over DECIMAL(38,0) and (38,12) would keep 0 places
+        CASE WHEN package_count IS NOT NULL THEN CAST(package_count AS DECIMAL(38, 12))
+             ELSE CAST(units AS DECIMAL(38, 12)) END AS quantity,
+        rate, amount, sort_order
     FROM calc_charge_lines
     UNION ALL
     SELECT

@@ -138,3 +138,43 @@ def test_relative_tolerance_and_rounding_remainder(ws):
         D("0.00"),
         D("0.40"),
     )
+
+
+# a package line: 1,000 documents a pack at 1,500.00 a pack
+C3 = """
+contract_id: C3
+currency: GBP
+start: 2024-01
+reconciliation: {tolerance_abs: 1.00}
+service_lines:
+  - id: docs
+    pricing:
+      - {effective_from: 2024-01, model: package, package_size: 1000, package_price: 1500.00}
+"""
+
+
+def test_a_package_line_reconciles_packs_at_the_pack_price(ws):
+    ws.contract(C3)
+    ws.volumes([("C3", "docs", "2024-01", "180640")])
+    # the provider bills one pack more than the 181 the documents fill
+    ws.vendor_invoices(
+        [("C3", "2024-01", "INV-3", "usage:docs", "Documents", "182", "1500.00", "273000.00")]
+    )
+    ws.settle("2024-01")
+    rec = _status(ws, "C3", "2024-01")["usage:docs"]
+    # 180,640 documents / 1,000 = 180.64 -> 181 packs (rounded up); 181 x 1,500.00 = 271,500.00.
+    # The invoice's quantity is in the rate's unit, packs: 181 x 1,500.00 is the amount.
+    assert (rec["expected_quantity"], rec["expected_rate"], rec["expected_amount"]) == (
+        D("181"),
+        D("1500.00"),
+        D("271500.00"),
+    )
+    # 273,000.00 - 271,500.00 = 1,500.00: one pack, all volume: (182 - 181) x 1,500.00;
+    # rate variance (1,500.00 - 1,500.00) x 182 = 0; nothing left over
+    assert (
+        rec["difference"],
+        rec["rate_variance"],
+        rec["volume_variance"],
+        rec["other_variance"],
+    ) == (D("1500.00"), D("0.00"), D("1500.00"), D("0.00"))
+    assert rec["status"] == "over_billed"
