@@ -105,11 +105,12 @@ SELECT
               THEN div_round(units_short_scaled, months_in_window, 10, 'half_up')
               ELSE 0 END AS DECIMAL(38, 10)) AS shortfall_units,
     CAST(CASE
-        -- shortfall x months (6 places) x rate (up to 8) has 14 places, more than div_round's 12:
-        -- taken in units of 10^-22 and divided once (exact below 10^16)
+        -- shortfall x months (6 places) x rate (up to 10) has 16 places, more than div_round's
+        -- 12: both taken as integers (10^-6 and 10^-12 units), multiplied and divided once by
+        -- muldiv_round, which never forms a product that could pass HUGEINT
         WHEN minimum_units IS NOT NULL AND units_short_scaled > 0
-            THEN from_units(muldiv_round(to_units22(units_short_scaled * first_rate), 1,
-                                         months_in_window, pow10(22 - amount_scale),
+            THEN from_units(muldiv_round(to_units6(units_short_scaled), to_units12(first_rate),
+                                         months_in_window, pow10(18 - amount_scale),
                                          rounding_mode), amount_scale)
         WHEN minimum_charge IS NOT NULL
              AND minimum_charge_in_force * months_in_term > window_usage * months_in_window
@@ -291,12 +292,13 @@ SELECT
     CAST(div_round(rate - base_rate, base_rate, 10, 'half_up') AS DECIMAL(38, 10)) AS movement,
     CAST(div_round(shared_rate_move, base_rate, 10, 'half_up') AS DECIMAL(38, 10))
         AS shared_movement,
-    -- x 10^12 keeps the numerator's places within div_round's 12
-    CAST(div_round(charges_base * client_share
-                       * CAST(shared_rate_move * CAST(1000000000000 AS DECIMAL(38, 0))
-                              AS DECIMAL(38, 0)),
-                   base_rate * CAST(1000000000000 AS DECIMAL(38, 0)),
-                   amount_scale, rounding_mode) AS DECIMAL(38, 4)) AS amount
+    -- charges x share x move / base rate, rounded once: the product as an integer count of
+    -- 10^-24 (charges and share at 6 places, the move at 12) and the division by the base rate
+    -- (10^-12 units) exact; div_round would take the product at 12 places and overflow past 10^14
+    CAST(product_ratio_round(
+        to_units6(charges_base) * to_units6(client_share) * to_units12(shared_rate_move),
+        pow10(12), to_units12(base_rate), amount_scale, rounding_mode) AS DECIMAL(38, 4))
+        AS amount
 FROM moved;
 
 -- A month whose FX rate is missing stops the run (the engine reads this table).
