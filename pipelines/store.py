@@ -438,6 +438,15 @@ def check_source(con: duckdb.DuckDBPyConnection, table: ResultTable, source: str
             "table: declare the change in sql/schema.sql (rule: every stored column is "
             "declared). Nothing was written."
         )
+    if not narrowed:
+        return
+    # one scan for every narrowed column; only a table with a lossy value is scanned per column
+    # to name the first one
+    lossy_any = " OR ".join(
+        f'TRY_CAST("{name}" AS {want[name]}) IS DISTINCT FROM "{name}"' for name, _ in narrowed
+    )
+    if not con.execute(f"SELECT count(*) FROM ({source}) WHERE {lossy_any}").fetchone()[0]:
+        return
     for name, dtype in narrowed:
         lossy = (
             f'SELECT {table.sort_key}, "{name}" FROM ({source}) '
