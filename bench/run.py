@@ -203,7 +203,8 @@ def month_end(
     with Timer() as h:
         engine.settle(contracts, data, db, engine.RunRequest(generate.MONTHS[0], before))
         if close:
-            engine.close(db, generate.MONTHS[0], to=before)
+            # no invoice of the generated history is approved: closing is gated (SPEC 11)
+            engine.close(db, generate.MONTHS[0], to=before, force=True)
     done = "settled and closed" if close else "settled"
     line(f"history {generate.MONTHS[0]:%Y-%m}..{before:%Y-%m} {done}", h.wall, h.cpu)
     with Timer() as m:
@@ -264,7 +265,7 @@ def cli(contracts: Path, data: Path, db: Path, close: bool) -> dict:
     db.unlink(missing_ok=True)
     _cli(["run", "--period", first, "--to", before, *common])
     if close:
-        _cli(["close", "--period", first, "--to", before, *common])
+        _cli(["close", "--period", first, "--to", before, "--force", *common])
     month = _cli(["run", "--period", last, *common])
     done = "closed" if close else "settled"
     line(f"settle run --period {last} (history {done})", month[0], month[2],

@@ -27,10 +27,12 @@ import hashlib
 import math
 import os
 import re
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -54,6 +56,27 @@ Progress = Callable[[str], None]
 
 def _quiet(_: str) -> None:
     pass
+
+
+PROFILE_ENV = "SETTLE_PROFILE"
+
+
+@contextlib.contextmanager
+def phase(name: str) -> Iterator[None]:
+    """With SETTLE_PROFILE=1, print the wall and CPU seconds of a phase of a run on stderr. CPU
+    time counts every DuckDB thread: on a shared machine it is the honest measure of the work."""
+    if not os.environ.get(PROFILE_ENV):
+        yield
+        return
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        yield
+    finally:
+        print(
+            f"profile {name:<32} {time.perf_counter() - wall:7.3f}s wall "
+            f"{time.process_time() - cpu:7.3f}s cpu",
+            file=sys.stderr,
+        )
 
 
 @dataclass
@@ -165,11 +188,13 @@ def compute(
     declared = all_checks()
     for path in sql_files():
         started = time.perf_counter()
-        run_script(con, path)
+        with phase(path.stem):
+            run_script(con, path)
         progress(f"  {path.stem:<16} {time.perf_counter() - started:6.2f}s")
         if after_step:
             after_step(step_name(path))
-        checks.run(con, checks.at(declared, step_name(path)))
+        with phase(f"checks {step_name(path)}"):
+            checks.run(con, checks.at(declared, step_name(path)))
         if step_name(path) == until:
             return
 
@@ -215,9 +240,11 @@ def check_references(contracts: list[LoadedContract], inputs: InputSet) -> None:
     try:
         ensure_schema(con)
         run_script(con, SQL_DIR / "01_macros.sql")
-        register_terms(con, contracts)
-        register_inputs(con, inputs)
-        check_input_rules(con)
+        with phase("register terms and inputs"):
+            register_terms(con, contracts)
+            register_inputs(con, inputs)
+        with phase("checks inputs"):
+            check_input_rules(con)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE run_params AS SELECT "
             "(SELECT min(start_period) FROM cfg_contracts) AS period_from, "
@@ -243,7 +270,8 @@ def check_references(contracts: list[LoadedContract], inputs: InputSet) -> None:
 def validate(contracts_dir: Path, data_dir: Path, progress: Progress = _quiet) -> dict[str, int]:
     """Every check a run makes before computing, in memory: nothing is written anywhere."""
     started = time.perf_counter()
-    contracts, inputs = load(contracts_dir, data_dir)
+    with phase("load"):
+        contracts, inputs = load(contracts_dir, data_dir)
     progress(f"read {len(contracts)} contracts and inputs in {time.perf_counter() - started:.2f}s")
     check_references(contracts, inputs)
     counts = {folder: frame.height for folder, frame in inputs.frames.items()}
@@ -440,7 +468,8 @@ def write_transaction(db_path: Path, commit: bool = True) -> Iterator[duckdb.Duc
                 raise
             raise _storage_error(db_path, exc, "cannot write the database") from None
         try:
-            con.execute("COMMIT" if commit else "ROLLBACK")
+            with phase("commit"):
+                con.execute("COMMIT" if commit else "ROLLBACK")
         except duckdb.Error as exc:
             # DuckDB writes the commit to the WAL as one checksummed record: a failed write (disk
             # full, file size limit) leaves the committed state of the file as it was
@@ -477,7 +506,8 @@ def settle(
     lock_wait_s()  # a bad SETTLE_LOCK_WAIT_S is refused before minutes of validation, not after
     started_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     t0 = time.perf_counter()
-    contracts, inputs = load(contracts_dir, data_dir, request.contract_ids)
+    with phase("load"):
+        contracts, inputs = load(contracts_dir, data_dir, request.contract_ids)
     selected = [
         c for c in contracts if not request.contract_ids or c.contract_id in request.contract_ids
     ]
@@ -488,12 +518,14 @@ def settle(
     with write_transaction(db_path, commit=not request.dry_run) as con:
         ensure_schema(con)
         run_script(con, SQL_DIR / "01_macros.sql")
-        register_terms(con, contracts)
-        register_inputs(con, inputs, request.interactions_engine, request.counts_dir)
+        with phase("register terms and inputs"):
+            register_terms(con, contracts)
+            register_inputs(con, inputs, request.interactions_engine, request.counts_dir)
         # DuckDB holds its own copy now (spillable under memory_limit): the Python frames would
         # only add to the peak. A run needs just the file hashes from here on.
         inputs.frames.clear()
-        check_input_rules(con)
+        with phase("checks inputs"):
+            check_input_rules(con)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE run_params AS SELECT ?::DATE AS period_from, "
             "?::DATE AS period_to, coalesce(?::DATE, far_future()) AS as_known_at, "
@@ -515,10 +547,13 @@ def settle(
             )
         next_run = "SELECT coalesce(max(run_id), 0) + 1 FROM settlement_runs"
         run_id = con.execute(next_run).fetchone()[0]
-        _store(con, run_id, mode, request, contracts, selected, inputs, started_at)
+        with phase("store"):
+            _store(con, run_id, mode, request, contracts, selected, inputs, started_at)
         # a figure that contradicts another fails the run before it commits
-        checks.run(con, checks.at(all_checks(), "stored"), {"run_id": run_id})
-        result = _summarise(con, run_id, mode, written)
+        with phase("checks stored"):
+            checks.run(con, checks.at(all_checks(), "stored"), {"run_id": run_id})
+        with phase("summarise"):
+            result = _summarise(con, run_id, mode, written)
     if request.dry_run:
         result.run_id = None
     progress(f"settled in {time.perf_counter() - t0:.2f}s")
@@ -552,7 +587,8 @@ def _store(
     started_at: dt.datetime,
 ) -> None:
     for table in store.RESULT_TABLES:
-        store.append(con, table, run_id)
+        with phase(f"store {table.name}"):
+            store.append(con, table, run_id)
     run_script(con, SQL_DIR / "views.sql")
     con.execute(
         "INSERT INTO run_periods SELECT ?, contract_id, period FROM calc_writes "
@@ -625,9 +661,24 @@ def _store(
 
 def _summarise(con: duckdb.DuckDBPyConnection, run_id: int, mode: str, written: int) -> RunResult:
     def rows(query: str) -> list[dict]:
-        cur = con.execute(query, [run_id])
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+        # decimals are fetched as their text and made Decimal here: the same values and
+        # exponents, at a third of the CPU of DuckDB's own conversion (36,000 invoices x 13
+        # amounts in a 1,000-contract backfill)
+        cur = con.execute(f"SELECT * FROM ({query}) LIMIT 0", [run_id])
+        described = [(d[0], str(d[1]).startswith("DECIMAL")) for d in cur.description]
+        cols = [c for c, _ in described]
+        text = ", ".join(
+            f'CAST("{c}" AS VARCHAR) AS "{c}"' if dec else f'"{c}"' for c, dec in described
+        )
+        decimals = [i for i, (_, dec) in enumerate(described) if dec]
+        out = []
+        for row in con.execute(f"SELECT {text} FROM ({query})", [run_id]).fetchall():
+            values = list(row)
+            for i in decimals:
+                if values[i] is not None:
+                    values[i] = Decimal(values[i])
+            out.append(dict(zip(cols, values, strict=True)))
+        return out
 
     # one definition of the invoice summary (sql/views.sql), read for this run
     invoices = rows("SELECT * FROM invoice_summary WHERE run_id = ? ORDER BY contract_id, period")

@@ -438,6 +438,15 @@ def check_source(con: duckdb.DuckDBPyConnection, table: ResultTable, source: str
             "table: declare the change in sql/schema.sql (rule: every stored column is "
             "declared). Nothing was written."
         )
+    if not narrowed:
+        return
+    # one scan for every narrowed column; only a table with a lossy value is scanned per column
+    # to name the first one
+    lossy_any = " OR ".join(
+        f'TRY_CAST("{name}" AS {want[name]}) IS DISTINCT FROM "{name}"' for name, _ in narrowed
+    )
+    if not con.execute(f"SELECT count(*) FROM ({source}) WHERE {lossy_any}").fetchone()[0]:
+        return
     for name, dtype in narrowed:
         lossy = (
             f'SELECT {table.sort_key}, "{name}" FROM ({source}) '
@@ -461,10 +470,42 @@ def append(con: duckdb.DuckDBPyConnection, table: ResultTable, run_id: int) -> N
             f"ON w.contract_id = c.contract_id AND w.period = c.{table.period}"
         )
     check_source(con, table, source)
-    con.execute(
+    insert = (
         f"INSERT INTO {table.name} BY NAME SELECT {int(run_id)}::BIGINT AS run_id, * "
-        f"FROM ({source}) ORDER BY {table.sort_key}"
+        f"FROM ({source}) {{where}} ORDER BY {table.sort_key}"
     )
+    batches = _contract_batches(con, table)
+    if not batches:
+        con.execute(insert.format(where=""))
+    for first, last in batches:
+        con.execute(insert.format(where="WHERE contract_id BETWEEN ? AND ?"), [first, last])
+
+
+# Rows sorted per INSERT. Sorting a million wide rows at once spills under the memory limit
+# (1.3M charge lines of 10,000 contracts: 6.8 s of CPU one way, 4.7 s in batches).
+STORE_BATCH_ROWS = 200_000
+
+
+def _contract_batches(con: duckdb.DuckDBPyConnection, table: ResultTable) -> list[tuple]:
+    """Consecutive contract ranges of about STORE_BATCH_ROWS rows each, for a large table whose
+    sort key starts with contract_id: inserted range by range in order, the rows land in exactly
+    the order one sorted INSERT writes. [] (one INSERT) for a small table."""
+    if not table.sort_key.startswith("contract_id,"):
+        return []
+    total, nulls = con.execute(
+        f"SELECT count(*), count(*) - count(contract_id) FROM {table.calc}"
+    ).fetchone()
+    if total <= STORE_BATCH_ROWS or nulls:
+        return []
+    return con.execute(
+        f"""
+        SELECT min(contract_id), max(contract_id)
+        FROM (SELECT contract_id, sum(n) OVER (ORDER BY contract_id) AS upto
+              FROM (SELECT contract_id, count(*) AS n FROM {table.calc} GROUP BY contract_id))
+        GROUP BY (upto - 1) // {STORE_BATCH_ROWS}
+        ORDER BY 1
+        """
+    ).fetchall()
 
 
 # --------------------------------------------------------------------------- generated text

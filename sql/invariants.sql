@@ -11,39 +11,51 @@
 WITH months AS (
     SELECT contract_id, period FROM run_periods WHERE run_id = $run_id
 ),
+-- each table's figures summed per contract-month once (joins, not a subquery per month)
+invoice_parts AS (
+    SELECT l.contract_id, l.period,
+        sum(l.amount) FILTER (WHERE c.line_key IS NOT NULL) AS charges,
+        sum(l.amount) FILTER (WHERE l.line_key LIKE 'dispute:%') AS disputes
+    FROM invoice_lines l
+    LEFT JOIN (SELECT DISTINCT contract_id, period, line_key FROM charge_lines
+               WHERE run_id = $run_id) c USING (contract_id, period, line_key)
+    WHERE l.run_id = $run_id
+    GROUP BY l.contract_id, l.period
+),
 invoice AS (
     -- the one invoice summary (sql/views.sql); charges here are every invoice line that is a
     -- charge line (pass-through and one-off lines with in_charges count too), and adjustments
     -- leave out settled disputes (dispute:<id>), which come from `disputes`, not `adjustments`
     SELECT s.contract_id, s.period, s.amount_due, s.credits, s.gain_share,
-        (SELECT coalesce(sum(l.amount), 0) FROM invoice_lines l
-         WHERE l.run_id = $run_id AND l.contract_id = s.contract_id AND l.period = s.period
-           AND EXISTS (SELECT 1 FROM charge_lines c
-                       WHERE c.run_id = $run_id AND c.contract_id = l.contract_id
-                         AND c.period = l.period AND c.line_key = l.line_key)) AS charges,
-        s.adjustments - (SELECT coalesce(sum(l.amount), 0) FROM invoice_lines l
-                         WHERE l.run_id = $run_id AND l.contract_id = s.contract_id
-                           AND l.period = s.period AND l.line_key LIKE 'dispute:%') AS adjustments
-    FROM invoice_summary s WHERE s.run_id = $run_id
+        coalesce(p.charges, 0) AS charges,
+        s.adjustments - coalesce(p.disputes, 0) AS adjustments
+    FROM invoice_summary s LEFT JOIN invoice_parts p USING (contract_id, period)
+    WHERE s.run_id = $run_id
 ),
 sources AS (
     SELECT m.contract_id, m.period,
-        (SELECT coalesce(sum(amount), 0) FROM charge_lines c
-         WHERE c.run_id = $run_id AND c.contract_id = m.contract_id AND c.period = m.period)
-            AS charges,
-        -(SELECT coalesce(sum(amount), 0) FROM service_credits s
-          WHERE s.run_id = $run_id AND s.contract_id = m.contract_id AND s.period = m.period)
-            AS credits,
-        (SELECT coalesce(sum(provider_amount), 0) FROM gain_share g
-         WHERE g.run_id = $run_id AND g.contract_id = m.contract_id
-           AND g.billed_period = m.period) AS gain_share,
-        (SELECT coalesce(sum(delta), 0) FROM adjustments a
-         WHERE a.run_id = $run_id AND a.contract_id = m.contract_id
-           AND a.billed_in_period = m.period) AS adjustments,
-        (SELECT coalesce(sum(expected_amount), 0) FROM invoice_reconciliation r
-         WHERE r.run_id = $run_id AND r.contract_id = m.contract_id AND r.period = m.period)
-            AS amount_due
+        coalesce(c.amount, 0) AS charges,
+        -coalesce(sc.amount, 0) AS credits,
+        coalesce(g.amount, 0) AS gain_share,
+        coalesce(a.amount, 0) AS adjustments,
+        coalesce(r.amount, 0) AS amount_due
     FROM months m
+    LEFT JOIN (SELECT contract_id, period, sum(amount) AS amount FROM charge_lines
+               WHERE run_id = $run_id GROUP BY contract_id, period) c
+      USING (contract_id, period)
+    LEFT JOIN (SELECT contract_id, period, sum(amount) AS amount FROM service_credits
+               WHERE run_id = $run_id GROUP BY contract_id, period) sc
+      USING (contract_id, period)
+    LEFT JOIN (SELECT contract_id, billed_period AS period, sum(provider_amount) AS amount
+               FROM gain_share WHERE run_id = $run_id GROUP BY contract_id, billed_period) g
+      USING (contract_id, period)
+    LEFT JOIN (SELECT contract_id, billed_in_period AS period, sum(delta) AS amount
+               FROM adjustments WHERE run_id = $run_id GROUP BY contract_id, billed_in_period) a
+      USING (contract_id, period)
+    LEFT JOIN (SELECT contract_id, period, sum(expected_amount) AS amount
+               FROM invoice_reconciliation WHERE run_id = $run_id
+               GROUP BY contract_id, period) r
+      USING (contract_id, period)
 ),
 compared AS (
     SELECT s.contract_id, s.period, part, invoiced, source

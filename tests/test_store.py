@@ -330,3 +330,31 @@ def test_the_far_future_sentinel_is_defined_once():
         if "9999-12" in p.read_text() or "9999, 12" in p.read_text()
     ]
     assert found == ["sql/01_macros.sql"]
+
+
+def test_a_large_table_stored_in_contract_batches_is_stored_exactly_as_in_one_insert(
+    tmp_path, monkeypatch
+):
+    """store.append sorts a large table contract range by contract range (one sort of a million
+    wide rows spills under the memory limit). With a batch size of 1 every contract is its own
+    INSERT: the stored rows, their values and their order on disk must be those of one sorted
+    INSERT of the same run."""
+    request = engine.RunRequest(parse_period("2024-01"), parse_period("2025-12"))
+    settled = {}
+    for name, batch in (("one", 10**12), ("batched", 1)):
+        monkeypatch.setattr(store, "STORE_BATCH_ROWS", batch)
+        db = tmp_path / f"{name}.duckdb"
+        engine.settle(REPO / "contracts_config", REPO / "data_samples", db, request)
+        with duckdb.connect(str(db), read_only=True) as con:
+            # no ORDER BY: the order the rows were written in
+            settled[name] = {
+                t.name: con.execute(f"SELECT * FROM {t.name}").fetchall()
+                for t in store.RESULT_TABLES
+            }
+    with duckdb.connect(str(tmp_path / "batched.duckdb"), read_only=True) as con:
+        assert (
+            con.execute("SELECT count(DISTINCT contract_id) FROM charge_lines").fetchone()[0] == 3
+        )
+    assert settled["batched"]["charge_lines"], "the samples store charge lines"
+    for t in store.RESULT_TABLES:
+        assert settled["batched"][t.name] == settled["one"][t.name], t.name
