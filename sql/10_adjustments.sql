@@ -15,17 +15,38 @@
 -- digest differs from what the run it was last billed with saw.
 CREATE OR REPLACE TEMP TABLE calc_input_digests AS
 WITH rows_as_text AS (
-    SELECT 'volumes' AS folder, contract_id, period, CAST(v AS VARCHAR) AS row_text
-    FROM (SELECT * EXCLUDE (_file, _row) FROM in_volumes) v
+    -- every column but the contract and month, NULL as '~' (concat_ws would drop it), one unit
+    -- separator between: about twice as fast as casting each row to a struct's text
+    SELECT 'volumes' AS folder, contract_id, period,
+           concat_ws(chr(31),
+               coalesce(CAST(service_line_id AS VARCHAR), '~'),
+               coalesce(CAST(units AS VARCHAR), '~'),
+               coalesce(CAST(forecast_units AS VARCHAR), '~')) AS row_text
+    FROM in_volumes
     UNION ALL
-    SELECT 'kpis', contract_id, period, CAST(k AS VARCHAR)
-    FROM (SELECT * EXCLUDE (_file, _row) FROM in_kpis) k
+    SELECT 'kpis', contract_id, period,
+           concat_ws(chr(31),
+               coalesce(CAST(kpi_id AS VARCHAR), '~'),
+               coalesce(CAST(value AS VARCHAR), '~'),
+               coalesce(CAST(numerator AS VARCHAR), '~'),
+               coalesce(CAST(denominator AS VARCHAR), '~'))
+    FROM in_kpis
     UNION ALL
-    SELECT 'exclusions', contract_id, period, CAST(x AS VARCHAR)
-    FROM (SELECT * EXCLUDE (_file, _row) FROM in_exclusions) x
+    SELECT 'exclusions', contract_id, period,
+           concat_ws(chr(31),
+               coalesce(CAST(kpi_id AS VARCHAR), '~'),
+               coalesce(CAST(reason AS VARCHAR), '~'),
+               coalesce(CAST(starts_at AS VARCHAR), '~'),
+               coalesce(CAST(ends_at AS VARCHAR), '~'))
+    FROM in_exclusions
     UNION ALL
-    SELECT 'pass_through', contract_id, period, CAST(t AS VARCHAR)
-    FROM (SELECT * EXCLUDE (_file, _row) FROM in_pass_through) t
+    SELECT 'pass_through', contract_id, period,
+           concat_ws(chr(31),
+               coalesce(CAST(item_id AS VARCHAR), '~'),
+               coalesce(CAST(description AS VARCHAR), '~'),
+               coalesce(CAST(cost AS VARCHAR), '~'),
+               coalesce(CAST(reference AS VARCHAR), '~'))
+    FROM in_pass_through
 ),
 per_month AS (
     SELECT folder, contract_id, period,
