@@ -99,8 +99,8 @@ def write_contracts(ws: Workspace, s: State) -> None:
         if c in s.rate:
             m, rate = s.rate[c]
             pricing = (
-                f"      - {{effective_from: {month(m)}, model: per_unit, bands: [{{rate: {rate}}}], "
-                f"reason: '{s.term_reason('rate', c)}'}}"
+                f"      - {{effective_from: {month(m)}, model: per_unit, "
+                f"bands: [{{rate: {rate}}}], reason: '{s.term_reason('rate', c)}'}}"
             )
         if c in s.baseline:
             m, value = s.baseline[c]
@@ -186,8 +186,11 @@ OPERATIONS = st.lists(
         # close: which contracts (0 both, 1 P1, 2 P2) and how many months
         st.tuples(st.just("close"), st.integers(0, 2), st.integers(1, 2)),
         # changes mostly to the early months, which are the closed ones
-        st.tuples(st.sampled_from(["volumes", "kpis", "interactions"]), st.integers(1, 4),
-                  st.integers(0, 1)),  # fmt: skip
+        st.tuples(
+            st.sampled_from(["volumes", "kpis", "interactions"]),
+            st.integers(1, 4),
+            st.integers(0, 1),
+        ),  # fmt: skip
         st.tuples(st.sampled_from(["rate", "baseline"]), st.integers(2, 5), st.integers(0, 1)),
     ),
     min_size=5,
@@ -199,7 +202,7 @@ RATES = ["1.90", "2.10"]
 BASELINES = ["2.20", "2.80"]
 
 
-class Month_end:
+class MonthEnd:
     """The incremental month-end under test, with the test's record of what each run saw."""
 
     def __init__(self, factory, draw):
@@ -209,7 +212,9 @@ class Month_end:
         self.state = initial_state()
         write_all(self.ws, self.state)
         self.seen: dict[int, State] = {}  # run id -> the inputs and terms it read
-        self.closing_state: dict[tuple, State] = {}  # (contract, month) -> what its closing run read
+        self.closing_state: dict[
+            tuple, State
+        ] = {}  # (contract, month) -> what its closing run read
         self.snapshots: dict[tuple, dict] = {}
 
     # ---- operations
@@ -328,7 +333,6 @@ class Month_end:
             c, m = a["contract_id"], a["period"].month
             expected = self.expected_reasons(c, m)
             assert set(a["reason"].split("; ")) == expected, (a, expected)
-            print("REASON", a["reason"])
 
     def expected_reasons(self, c: str, m: int) -> set[str]:
         """What changed for a closed month: the term entries in force for it that its closing run
@@ -372,7 +376,9 @@ def _adjustment(row: dict) -> bool:
 
 
 @settings(
-    max_examples=int(__import__("os").environ.get("PROP_N", "5")),
+    max_examples=5,
+    # no shrinking: each step settles twice (here and from scratch), and shrinking a failure
+    # took over five minutes; the failing sequence is printed as drawn
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -381,7 +387,7 @@ def _adjustment(row: dict) -> bool:
 def test_incremental_month_end_stores_what_a_fresh_settlement_stores(
     tmp_path_factory, operations, data
 ):
-    me = Month_end(tmp_path_factory, data.draw)
+    me = MonthEnd(tmp_path_factory, data.draw)
     # January..March settled and January closed: every sequence starts with a closed month
     me.run(2)
     me.close(0, 1)
