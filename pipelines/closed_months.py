@@ -19,7 +19,7 @@ taken as unchanged (`touch` it to force a re-measure).
 
 A partition whose files differ from those a closing run read is re-measured, and the contract's
 closed month is restated through adjustments with the reason "interactions of YYYY-MM changed"
-(calc_interaction_changes, read by sql/10_adjustments.sql).
+(sql/10_adjustments.sql compares the month's files with those in input_digests).
 """
 
 from __future__ import annotations

@@ -526,6 +526,9 @@ def settle(
         inputs.frames.clear()
         with phase("checks inputs"):
             check_input_rules(con)
+        # every interaction file read is hashed before the adjustments name what changed (the
+        # run records these hashes anyway; reading them now only moves the cost earlier)
+        closed_months.fill_hashes(con)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE run_params AS SELECT ?::DATE AS period_from, "
             "?::DATE AS period_to, coalesce(?::DATE, far_future()) AS as_known_at, "
@@ -631,6 +634,21 @@ def _store(
     con.execute("INSERT INTO run_configs SELECT ?, * FROM _run_configs", [run_id])
     con.unregister("_run_configs")
     closed_months.record(con, run_id, inputs.file_hashes)
+    # only what changed since the latest digest of the same contract-month and folder
+    con.execute(
+        """
+        INSERT INTO input_digests
+        SELECT n.contract_id, n.period, n.folder, n.digest, ?
+        FROM calc_input_digests n
+        LEFT JOIN (
+            SELECT contract_id, period, folder, arg_max(digest, run_id) AS digest
+            FROM input_digests GROUP BY ALL
+        ) d USING (contract_id, period, folder)
+        WHERE d.digest IS DISTINCT FROM n.digest
+        ORDER BY n.contract_id, n.period, n.folder
+        """,
+        [run_id],
+    )
     input_hashes = {**inputs.file_hashes, **closed_months.interaction_hashes(con)}
     config_hashes = {c.contract_id: c.sha256 for c in sorted(selected, key=lambda c: c.contract_id)}
     con.execute(
@@ -693,53 +711,12 @@ def _summarise(con: duckdb.DuckDBPyConnection, run_id: int, mode: str, written: 
     return RunResult(run_id, mode, written, invoices, adjustments, recon)
 
 
-def close_gate(
-    con: duckdb.DuckDBPyConnection, contract_id: str, period: dt.date, run_id: int
-) -> tuple[str | None, str]:
-    """What lets a contract-month close ('approved' or 'disputed'), or None and what blocks it."""
-    approved, exceptions, undisputed = con.execute(
-        (SQL_DIR / "close_gate.sql").read_text(), [run_id, contract_id, period]
-    ).fetchone()
-    if approved:
-        return "approved", ""
-    if exceptions and not undisputed:
-        return "disputed", ""
-    if undisputed:
-        return None, f"not approved, exceptions not disputed: {', '.join(undisputed)}"
-    return None, "not approved"
-
-
 @dataclass
 class Closed:
     contract_id: str
     period: dt.date
     run_id: int
     how: str  # approved | disputed | forced | already closed
-
-
-def _close_month(
-    con, period: dt.date, contract_ids: set[str] | None, progress: Progress
-) -> list[tuple[str, int, str]]:
-    """The contract-months of one month to close: (contract, run, status) after checks."""
-    candidates = con.execute(
-        """
-        SELECT s.contract_id, s.status, c.run_id
-        FROM period_status s
-        LEFT JOIN current_run_periods c USING (contract_id, period)
-        WHERE s.period = ?
-        ORDER BY s.contract_id
-        """,
-        [period],
-    ).fetchall()
-    known = {r[0] for r in candidates}
-    wanted = contract_ids or known
-    missing = sorted(wanted - known)
-    if missing or not wanted:
-        raise SettleError(
-            f"cannot close {fmt(period)} for {', '.join(missing) or 'any contract'}: the month "
-            "has not been settled yet (run `settle run` first). Nothing was closed."
-        )
-    return [(cid, run_id, status) for cid, status, run_id in candidates if cid in wanted]
 
 
 def close(
@@ -761,23 +738,47 @@ def close(
             f"{db_path}: no such database, so nothing to close; settle the month first "
             "(`settle run`). Nothing was written."
         )
+    months = month_range(period, to or period)
+    wanted = sorted(contract_ids) if contract_ids else None
     with write_transaction(db_path) as con:
         ensure_schema(con)
+        # one pass over every requested contract-month: the gate (sql/close_gate.sql), then one
+        # UPDATE; a month-end over 1,000 contracts x 36 months is a few statements, not 36,000
+        con.execute((SQL_DIR / "close_gate.sql").read_text(), [months, wanted])
+        for month, missing, found in con.execute(
+            """
+            SELECT m.period,
+                   list(w.contract_id ORDER BY w.contract_id)
+                       FILTER (WHERE w.contract_id IS NOT NULL AND s.contract_id IS NULL),
+                   (SELECT count(*) FROM close_plan p WHERE p.period = m.period)
+            FROM (SELECT DISTINCT unnest(?::DATE[]) AS period) m
+            LEFT JOIN (SELECT unnest(?::VARCHAR[]) AS contract_id) w ON true
+            LEFT JOIN period_status s ON s.contract_id = w.contract_id AND s.period = m.period
+            GROUP BY m.period
+            ORDER BY m.period
+            """,
+            [months, wanted],
+        ).fetchall():
+            if missing or not found:
+                raise SettleError(
+                    f"cannot close {fmt(month)} for {', '.join(missing or []) or 'any contract'}: "
+                    "the month has not been settled yet (run `settle run` first). "
+                    "Nothing was closed."
+                )
         plan: list[Closed] = []
         refused: list[str] = []
-        for month in month_range(period, to or period):
-            for contract_id, run_id, status in _close_month(con, month, contract_ids, progress):
-                if status == "closed":
-                    progress(f"{contract_id} {fmt(month)} is already closed")
-                    plan.append(Closed(contract_id, month, run_id, "already closed"))
+        for contract_id, month, run_id, how, why in con.execute(
+            "SELECT contract_id, period, run_id, how, why FROM close_plan "
+            "ORDER BY period, contract_id"
+        ).fetchall():
+            if how == "already closed":
+                progress(f"{contract_id} {fmt(month)} is already closed")
+            elif how is None:
+                if not force:
+                    refused.append(f"{contract_id} {fmt(month)} ({why})")
                     continue
-                how, why = close_gate(con, contract_id, month, run_id)
-                if how is None:
-                    if not force:
-                        refused.append(f"{contract_id} {fmt(month)} ({why})")
-                        continue
-                    how = "forced"
-                plan.append(Closed(contract_id, month, run_id, how))
+                how = "forced"
+            plan.append(Closed(contract_id, month, run_id, how))
         if refused:
             raise SettleError(
                 f"cannot close {len(refused)} contract-month(s) that are neither approved nor "
@@ -787,13 +788,18 @@ def close(
                 "Nothing was closed."
             )
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        for c in plan:
-            if c.how == "already closed":
-                continue
-            con.execute(
-                "UPDATE period_status SET status = 'closed', closed_at = ?, closed_run_id = ?, "
-                "closed_how = ?, closed_by = ? "
-                "WHERE contract_id = ? AND period = ? AND status = 'open'",
-                [now, c.run_id, c.how, by, c.contract_id, c.period],
-            )
+        # only forced rows have no `how` left here: an unforced refusal raised above
+        con.execute(
+            """
+            UPDATE period_status
+            SET status = 'closed', closed_at = ?, closed_run_id = p.run_id,
+                closed_how = coalesce(p.how, 'forced'), closed_by = ?
+            FROM close_plan p
+            WHERE period_status.contract_id = p.contract_id
+              AND period_status.period = p.period
+              AND period_status.status = 'open'
+              AND p.status <> 'closed'
+            """,
+            [now, by],
+        )
     return plan

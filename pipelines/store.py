@@ -283,6 +283,13 @@ RUN_TABLES: tuple[RunTable, ...] = (
         "mtime, sha256 and the month of a period= folder.",
     ),
     RunTable(
+        "input_digests",
+        "contract × month × input folder × change",
+        "A digest of each contract-month's rows in volumes/, kpis/, exclusions/, pass_through/ "
+        "and of its interaction files, added when a run sees it change: what names the cause "
+        "of an adjustment.",
+    ),
+    RunTable(
         "accounting_map",
         "run × contract × line type",
         "The ledger account each run posts a line type to (the contract's accounting section): "

@@ -7,6 +7,76 @@
 -- as `adjustment:<line_key>:<YYYY-MM>`. Adjustments billed on a month that is still open are
 -- recomputed by every run of that month, so rerunning never bills a difference twice.
 
+-- Grain of calc_input_digests: one row per contract, month of the run's history and input folder
+-- that holds a contract's rows per month: a digest of those rows as text ('none' when there are
+-- none), and for interactions/ of the month's period= folder (file names and sha256, not the
+-- measurement: a changed threshold is a term change). The run stores the rows that differ from
+-- what an earlier run saw (input_digests); a closed month's adjustment names the months whose
+-- digest differs from what the run it was last billed with saw.
+CREATE OR REPLACE TEMP TABLE calc_input_digests AS
+WITH rows_as_text AS (
+    -- every column but the contract and month, NULL as '~' (concat_ws would drop it), one unit
+    -- separator between: about twice as fast as casting each row to a struct's text
+    SELECT 'volumes' AS folder, contract_id, period,
+           concat_ws(chr(31),
+               coalesce(CAST(service_line_id AS VARCHAR), '~'),
+               coalesce(CAST(units AS VARCHAR), '~'),
+               coalesce(CAST(forecast_units AS VARCHAR), '~')) AS row_text
+    FROM in_volumes
+    UNION ALL
+    SELECT 'kpis', contract_id, period,
+           concat_ws(chr(31),
+               coalesce(CAST(kpi_id AS VARCHAR), '~'),
+               coalesce(CAST(value AS VARCHAR), '~'),
+               coalesce(CAST(numerator AS VARCHAR), '~'),
+               coalesce(CAST(denominator AS VARCHAR), '~'))
+    FROM in_kpis
+    UNION ALL
+    SELECT 'exclusions', contract_id, period,
+           concat_ws(chr(31),
+               coalesce(CAST(kpi_id AS VARCHAR), '~'),
+               coalesce(CAST(reason AS VARCHAR), '~'),
+               coalesce(CAST(starts_at AS VARCHAR), '~'),
+               coalesce(CAST(ends_at AS VARCHAR), '~'))
+    FROM in_exclusions
+    UNION ALL
+    SELECT 'pass_through', contract_id, period,
+           concat_ws(chr(31),
+               coalesce(CAST(item_id AS VARCHAR), '~'),
+               coalesce(CAST(description AS VARCHAR), '~'),
+               coalesce(CAST(cost AS VARCHAR), '~'),
+               coalesce(CAST(reference AS VARCHAR), '~'))
+    FROM in_pass_through
+),
+per_month AS (
+    SELECT folder, contract_id, period,
+           md5(string_agg(row_text, chr(10) ORDER BY row_text)) AS digest
+    FROM rows_as_text
+    GROUP BY ALL
+),
+interaction_months AS (
+    -- a file not hashed yet gives the month no digest rather than a wrong one
+    SELECT period,
+           CASE WHEN count(*) = count(sha256)
+                THEN md5(string_agg(file || '=' || sha256, ',' ORDER BY file)) END AS digest
+    FROM calc_interaction_inputs
+    WHERE period IS NOT NULL AND path IS NOT NULL
+    GROUP BY period
+),
+folders AS (
+    SELECT unnest(['volumes', 'kpis', 'exclusions', 'pass_through']) AS folder
+)
+SELECT m.contract_id, m.period, f.folder, coalesce(d.digest, 'none') AS digest
+FROM calc_months m
+CROSS JOIN folders f
+LEFT JOIN per_month d
+  ON d.contract_id = m.contract_id AND d.period = m.period AND d.folder = f.folder
+UNION ALL
+SELECT m.contract_id, m.period, 'interactions', coalesce(i.digest, 'none')
+FROM calc_months m
+LEFT JOIN interaction_months i ON i.period = m.period
+WHERE i.period IS NULL OR i.digest IS NOT NULL;
+
 CREATE OR REPLACE TEMP TABLE calc_adjustments AS
 WITH closed_months AS (
     -- known_at: what the closing run knew (its --as-known-at, else the day it ran)
@@ -83,12 +153,43 @@ changed_terms AS (
     )
     GROUP BY cm.contract_id, cm.period
 ),
-changed_interactions AS (
-    -- a closed month whose interaction files differ from those its closing run read
-    -- (pipelines/closed_months.py)
-    SELECT contract_id, period,
-           'interactions of ' || strftime(period, '%Y-%m') || ' changed' AS reason
-    FROM calc_interaction_changes
+billed_with AS (
+    -- the run whose figures for the month are billed so far: the latest closed invoice that
+    -- carried an adjustment for it (each adjusts every line that differed), else its closing run
+    SELECT cm.contract_id, cm.period,
+           greatest(cm.closed_run_id, coalesce(max(s.closed_run_id), 0)) AS run_id
+    FROM closed_months cm
+    LEFT JOIN adjustments a ON a.contract_id = cm.contract_id AND a.period = cm.period
+    LEFT JOIN period_status s
+      ON s.contract_id = a.contract_id AND s.period = a.billed_in_period
+     AND s.status = 'closed' AND s.closed_run_id = a.run_id
+    GROUP BY cm.contract_id, cm.period, cm.closed_run_id
+),
+adjusted_months AS (
+    SELECT DISTINCT contract_id, period FROM compared
+    WHERE restated_amount - closed_amount - previously_adjusted <> 0
+),
+seen AS (
+    -- what that run saw of each month up to the adjusted one (a month's lines reach back:
+    -- gain-share and commitment windows, runs of failures, earn-back, annual caps)
+    SELECT b.contract_id, b.period, d.period AS input_period, d.folder,
+           arg_max(d.digest, d.run_id) AS digest
+    FROM billed_with b
+    JOIN adjusted_months USING (contract_id, period)
+    JOIN input_digests d
+      ON d.contract_id = b.contract_id AND d.period <= b.period AND d.run_id <= b.run_id
+    GROUP BY ALL
+),
+changed_inputs AS (
+    -- months whose inputs differ from what the billed figures were computed from
+    SELECT s.contract_id, s.period,
+           string_agg(s.folder || ' of ' || strftime(s.input_period, '%Y-%m') || ' changed',
+                      '; ' ORDER BY s.input_period, s.folder) AS reason
+    FROM seen s
+    JOIN calc_input_digests n
+      ON n.contract_id = s.contract_id AND n.period = s.input_period AND n.folder = s.folder
+    WHERE n.digest <> s.digest
+    GROUP BY s.contract_id, s.period
 )
 SELECT
     c.contract_id, c.period, n.billed_in_period, c.line_key, c.description,
@@ -104,7 +205,7 @@ FROM compared c
 JOIN next_open n USING (contract_id, period)
 JOIN calc_writes w ON w.contract_id = n.contract_id AND w.period = n.billed_in_period
 LEFT JOIN changed_terms t USING (contract_id, period)
-LEFT JOIN changed_interactions ci USING (contract_id, period)
+LEFT JOIN changed_inputs ci USING (contract_id, period)
 WHERE c.restated_amount - c.closed_amount - c.previously_adjusted <> 0;
 
 -- Grain of calc_dispute_lines: one row per dispute settled with an amount and not yet on a closed

@@ -378,6 +378,20 @@ CREATE TABLE IF NOT EXISTS run_inputs (
     modified_ns BIGINT
 );
 
+-- What each contract-month's inputs were when a run read them, stored only when they differ from
+-- what an earlier run saw (so a month-end adds one month, not the history): a digest of the
+-- contract's rows of that month in volumes/, kpis/, exclusions/ and pass_through/, and of the
+-- month's interaction files (names and sha256 of its period= folder). The latest row with
+-- run_id <= R is what run R saw. sql/10_adjustments.sql compares it with the inputs now to name
+-- the cause of an adjustment ("volumes of 2025-03 changed").
+CREATE TABLE IF NOT EXISTS input_digests (
+    contract_id VARCHAR,
+    period DATE,                 -- the month the rows belong to
+    folder VARCHAR,              -- volumes | kpis | exclusions | pass_through | interactions
+    digest VARCHAR,              -- md5 of the month's rows as text ('none': no rows)
+    run_id BIGINT                -- the first run that saw this digest
+);
+
 -- The interaction_counts stage (sql/interactions.sql), stored for the months each run wrote: one
 -- row per contract, service line, month, exclusion segment and threshold class. A closed month's
 -- measured KPIs are re-derived from its closing run's rows without opening its files.
