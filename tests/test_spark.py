@@ -8,6 +8,7 @@ one KPI), March with no interactions at all (no_data).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 from decimal import Decimal
@@ -120,7 +121,9 @@ def test_spark_runs_the_transpiled_definition(ws):
     # the counts statement is the portable definition, filled in as for DuckDB, then transpiled
     expected = interactions.counts_sql([5, 20], [4], False, {"handle_s", "csat"})
     assert counts == spark.to_spark(expected)
-    assert "DATEDIFF(MICROSECOND" in counts and "EPOCH" not in counts.upper()
+    assert "UNIX_MICROS(CAST(answered_at AS TIMESTAMP))" in counts
+    assert "TRUNC(CAST(t.arrived_at AS DATE), 'MM')" in counts
+    assert "EPOCH" not in counts.upper() and "DATEDIFF" not in counts
     assert "TIMESTAMP_NTZ" in view_sql  # naive local timestamps stay naive on Spark
 
 
@@ -143,3 +146,41 @@ def test_spark_rejects_what_duckdb_rejects(ws):
     assert "answered_at must not be before arrived_at" in messages[0]
     # nothing written: the failed runs rolled back, schema and all
     assert ws.one("SELECT count(*) FROM duckdb_tables() WHERE NOT temporary") == 0
+
+
+def test_the_fast_time_rewrites_give_duckdbs_values_at_the_edges():
+    """to_spark rewrites the per-row microsecond difference and the month of arrival; on the
+    edges (a leap day's last microsecond, a year end, an hour that does not exist in Europe's
+    clocks) both engines give the values worked out by hand."""
+    rows = [
+        # 2024-02-29 23:59:59.999999 -> 2024-03-01 00:00:00.000001: 2 us; month 2024-02-01
+        ("2024-02-29 23:59:59.999999", "2024-03-01 00:00:00.000001"),
+        # 2023-12-31 23:59:59 -> 2024-01-01 00:00:01: 2 s = 2,000,000 us; month 2023-12-01
+        ("2023-12-31 23:59:59", "2024-01-01 00:00:01"),
+        # 02:30 on 2024-03-31 is skipped by Europe's clocks, but a naive time is no zone's:
+        # one hour later is 3,600,000,000 us; month 2024-03-01
+        ("2024-03-31 02:30:00", "2024-03-31 03:30:00"),
+        # 2024-01-01 00:00:00 -> NULL: NULL difference; month 2024-01-01
+        ("2024-01-01 00:00:00", None),
+    ]
+    expected = [
+        (2, dt.date(2024, 2, 1)),
+        (2_000_000, dt.date(2023, 12, 1)),
+        (3_600_000_000, dt.date(2024, 3, 1)),
+        (None, dt.date(2024, 1, 1)),
+    ]
+    values = ", ".join(
+        f"({k}, TIMESTAMP '{a}', " + (f"TIMESTAMP '{b}')" if b else "CAST(NULL AS TIMESTAMP))")
+        for k, (a, b) in enumerate(rows)
+    )
+    sql = (
+        "SELECT k, date_diff('microsecond', a, b) AS us, "
+        "CAST(date_trunc('month', a) AS DATE) AS period "
+        f"FROM (VALUES {values}) AS v(k, a, b) ORDER BY k"
+    )
+    on_duckdb = [r[1:] for r in duckdb.sql(sql).fetchall()]
+    text = spark.to_spark(sql)
+    assert "UNIX_MICROS" in text and "TRUNC(" in text
+    on_spark = [(r["us"], r["period"]) for r in spark.session().sql(text).collect()]
+    assert on_duckdb == expected
+    assert on_spark == expected
