@@ -196,14 +196,37 @@ def count_interactions(con: duckdb.DuckDBPyConnection, files: list[str], view, s
     try:
         _read(spark, con, files).createOrReplaceTempView("raw_interactions")
         spark.sql(statements[0]).createOrReplaceTempView("in_interactions")
-        spark.read.parquet(segments).createOrReplaceTempView("calc_exclusion_segments")
-        spark.sql(statements[1]).write.mode("overwrite").parquet(out)
+        spark.read.parquet(spark_path(segments)).createOrReplaceTempView("calc_exclusion_segments")
+        spark.sql(statements[1]).write.mode("overwrite").parquet(spark_path(out))
     except SettleError:
         raise
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SettleError(f"interactions/: Spark could not count the files: {first}") from None
     return f"{out}/*.parquet"
+
+
+PATHS_ENV = "SETTLE_SPARK_PATHS"
+
+
+def spark_path(path: str) -> str:
+    """The name Spark uses for a path of this machine. SETTLE_SPARK_PATHS maps local prefixes
+    to the cluster's names of the same storage (`/mnt/lake=s3a://lake,/data=abfss://c@a/d`):
+    this machine reads an object store through a mount while the executors read it directly.
+    Unmapped local paths are made absolute (a Connect server has another working folder)."""
+    if "://" in path:
+        return path
+    path = os.path.abspath(path)
+    pairs = []
+    for item in filter(None, (s.strip() for s in os.environ.get(PATHS_ENV, "").split(","))):
+        local, sep, remote = item.partition("=")
+        if not sep or not local or not remote:
+            raise SettleError(f"{PATHS_ENV}: '{item}' is not LOCAL_PREFIX=SPARK_PREFIX")
+        pairs.append((os.path.abspath(local), remote.rstrip("/")))
+    for local, remote in sorted(pairs, key=lambda pair: -len(pair[0])):
+        if path == local or path.startswith(local + os.sep):
+            return remote + path[len(local) :]
+    return path
 
 
 def _read(spark, con: duckdb.DuckDBPyConnection, files: list[str]):
@@ -221,7 +244,7 @@ def _read(spark, con: duckdb.DuckDBPyConnection, files: list[str]):
         groups.setdefault(signature, []).append(file)
     frame = None
     for paths in groups.values():
-        part = spark.read.parquet(*paths)
+        part = spark.read.parquet(*(spark_path(path) for path in paths))
         frame = part if frame is None else frame.unionByName(part, allowMissingColumns=True)
     return frame
 

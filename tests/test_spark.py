@@ -114,9 +114,17 @@ def test_both_engines_store_identical_counts_and_kpis(tmp_path):
     assert values[("sl_ignore", 3)] == (None, Decimal(0))
 
 
-def test_spark_runs_the_transpiled_definition(ws):
+def test_spark_runs_the_transpiled_definition(ws, monkeypatch):
     _sample(ws)
+    # Spark is given its own names of the storage (here the file:// URLs of the same folders):
+    # what a cluster reading s3a:// does while this machine reads the mount
+    data, work = ws.data_dir.resolve(), ws.root.resolve() / "spark-work"
+    monkeypatch.setenv("SETTLE_SPARK_WORKDIR", str(work))
+    monkeypatch.setenv(spark.PATHS_ENV, f"{data}=file://{data},{work}=file://{work}")
+    assert spark.spark_path(str(data / "x.parquet")) == f"file://{data}/x.parquet"
     _settle(ws, "spark")
+    counted = ws.rows("SELECT sum(interactions) AS n FROM interaction_counts WHERE kind = 'all'")
+    assert counted[0]["n"] == 9 + 7  # January's 9 rows and February's 7
     view_sql, counts = spark.last_statements
     # the counts statement is the portable definition, filled in as for DuckDB, then transpiled
     expected = interactions.counts_sql([5, 20], [4], False, {"handle_s", "csat"})
