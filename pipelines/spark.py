@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import uuid
@@ -113,6 +114,22 @@ def _require_java() -> None:
         )
 
 
+def _require_server(remote: str) -> None:
+    """Fail at once when nothing listens at SPARK_REMOTE: the Connect client would otherwise
+    retry for minutes before it gives up."""
+    match = re.match(r"sc://\[?([^/;:\]]+)\]?(?::(\d+))?", remote)
+    if not match:
+        raise SettleError(f"SPARK_REMOTE '{remote}' is not sc://host[:port] or local[n]")
+    host, port = match.group(1), int(match.group(2) or 15002)
+    try:
+        socket.create_connection((host, port), timeout=10).close()
+    except OSError as exc:
+        raise SettleError(
+            f"SPARK_REMOTE {remote}: no Spark Connect server answers at {host}:{port} "
+            f"({exc.strerror or exc}). Start one (sbin/start-connect-server.sh) or fix the URL."
+        ) from None
+
+
 def partitions() -> str:
     return os.environ.get("SETTLE_SPARK_PARTITIONS", "8")
 
@@ -131,6 +148,7 @@ def session():
         raise SettleError(_missing("PySpark 4")) from None
     remote = os.environ.get("SPARK_REMOTE")
     if remote and not remote.startswith("local"):
+        _require_server(remote)
         builder = SparkSession.builder.remote(remote)
     else:
         _require_java()  # a local JVM: classic local mode, a local Connect server, or a driver

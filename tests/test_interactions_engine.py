@@ -3,6 +3,8 @@ of a machine without Java 17."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from pipelines import interactions, spark
@@ -52,6 +54,19 @@ def test_an_older_java_is_named(monkeypatch, tmp_path):
     monkeypatch.delenv("SPARK_REMOTE", raising=False)
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk11"))
     with pytest.raises(SettleError, match=r"needs Java 17 or later \(found Java 11\)"):
+        spark.session()
+
+
+def test_a_spark_connect_url_where_nothing_listens_fails_at_once(monkeypatch):
+    with socket.socket() as s:  # a port that was free a moment ago and has no server
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(spark, "_SESSION", None)
+    monkeypatch.setenv("SPARK_REMOTE", f"sc://127.0.0.1:{port}")
+    with pytest.raises(SettleError, match=f"no Spark Connect server answers at 127.0.0.1:{port}"):
+        spark.session()
+    monkeypatch.setenv("SPARK_REMOTE", "http://spark")
+    with pytest.raises(SettleError, match="is not sc://host"):
         spark.session()
 
 
