@@ -150,8 +150,14 @@ def session():
     if remote and not remote.startswith("local"):
         _require_server(remote)
         builder = SparkSession.builder.remote(remote)
+    elif "PYSPARK_GATEWAY_PORT" in os.environ and not remote:
+        # under spark-submit: the JVM runs already, and the master, resources and UI come from
+        # its command line (SPARK_MASTER still overrides the master)
+        builder = SparkSession.builder
+        if os.environ.get("SPARK_MASTER"):
+            builder = builder.master(os.environ["SPARK_MASTER"])
     else:
-        _require_java()  # a local JVM: classic local mode, a local Connect server, or a driver
+        _require_java()  # a local JVM: classic local mode or a local Connect server
         if remote:
             try:
                 import grpc  # noqa: F401
@@ -160,11 +166,9 @@ def session():
             # PySpark starts the server in a local JVM and connects to it on port 15002
             builder = SparkSession.builder.remote(remote)
         else:
-            builder = SparkSession.builder
-            # under spark-submit the master and resources come from its command line
-            if "PYSPARK_GATEWAY_PORT" not in os.environ or os.environ.get("SPARK_MASTER"):
-                builder = builder.master(os.environ.get("SPARK_MASTER", "local[*]"))
-        # the local JVM needs no web UI, and its progress bars would garble the CLI's stderr
+            builder = SparkSession.builder.master(os.environ.get("SPARK_MASTER", "local[*]"))
+        # a driver started here needs no web UI, and its progress bars would garble the CLI's
+        # stderr
         builder = builder.config("spark.ui.enabled", "false").config(
             "spark.ui.showConsoleProgress", "false"
         )
