@@ -192,3 +192,52 @@ def test_the_fast_time_rewrites_give_duckdbs_values_at_the_edges():
     on_spark = [(r["us"], r["period"]) for r in spark.session().sql(text).collect()]
     assert on_duckdb == expected
     assert on_spark == expected
+
+
+def test_spark_submit_counts_ahead_what_a_settlement_counts(ws, tmp_path):
+    """pipelines/spark_submit.py under PySpark's own spark-submit (local[1]): the job's counts,
+    read back by `settle run --counts-dir`, give the kpi_results of a run that counts itself."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pyspark
+
+    from pipelines import spark_submit
+
+    _sample(ws)
+    counts = tmp_path / "counts"
+    submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYTHONPATH": str(root)}
+    env.pop("SPARK_MASTER", None)
+    done = subprocess.run(
+        [str(submit), "--master", "local[1]", "--conf", "spark.ui.enabled=false",
+         spark_submit.__file__, "--contracts", str(ws.contracts_dir), "--data",
+         str(ws.data_dir), "--counts", str(counts), "--period", "2024-01", "--to", "2024-03"],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    # January's 9 and February's 7 files' rows; March has no files
+    assert "counted 2 file(s) of 2024-01, 2024-02" in done.stdout
+    kpis = "contract_id, period, kpi_id"
+    from .conftest import Workspace
+    from .test_interactions_closed import _blind
+
+    (tmp_path / "d").mkdir()
+    duck = Workspace(tmp_path / "d")
+    _sample(duck)
+    _settle(duck, "duckdb")
+    # the files become garbage of the same size and mtime: only the counted-ahead months can
+    # settle now
+    parts = sorted((ws.data_dir / "interactions").rglob("*.parquet"))
+    assert len(parts) == 2
+    for part in parts:
+        _blind(part)
+    engine.settle(
+        ws.contracts_dir,
+        ws.data_dir,
+        ws.db,
+        engine.RunRequest(parse_period("2024-01"), parse_period("2024-03"), counts_dir=counts),
+    )
+    assert _stored(ws, "kpi_results", kpis) == _stored(duck, "kpi_results", kpis)
