@@ -68,7 +68,7 @@ samples: setup
 
 bench: setup
 	$(BIN)/python bench/run.py
-	$(BIN)/python bench/interactions.py
+	$(BIN)/python bench/interactions.py --warm
 
 # 10,000 contracts x 36 months (bench/data-10000/, generated the first time: several minutes)
 bench-10k: setup

@@ -19,9 +19,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import uuid
+import warnings
 from pathlib import Path
 
 import duckdb
@@ -34,12 +36,45 @@ last_statements: list[str] = []
 
 
 def to_spark(sql: str) -> str:
-    """DuckDB SQL of the portable subset -> Spark SQL (sqlglot)."""
+    """DuckDB SQL of the portable subset -> Spark SQL (sqlglot), with the two per-row time
+    functions of the counts rewritten to Spark's cheap exact forms (`_fast_time`)."""
     try:
         import sqlglot
     except ImportError:
         raise SettleError(_missing("sqlglot")) from None
-    return sqlglot.transpile(sql, read="duckdb", write="spark")[0]
+    tree = sqlglot.parse_one(sql, read="duckdb").transform(_fast_time)
+    return tree.sql(dialect="spark")
+
+
+def _fast_time(node):
+    """Spark's literal translations of the two time functions the counts evaluate on every row
+    cost more than the rest of the row: TIMESTAMPDIFF(MICROSECOND, ...) builds two
+    LocalDateTime objects per row, DATE_TRUNC('MONTH', ...) casts the naive timestamp to a
+    zoned one and truncates it through the calendar. Same values, zone-free or UTC-only:
+    - date_diff('microsecond', a, b) -> UNIX_MICROS(b) - UNIX_MICROS(a), the naive timestamps
+      read as UTC (session() pins spark.sql.session.timeZone to UTC, so the cast shifts
+      nothing and the difference is the exact microseconds, NULL when either is NULL);
+    - CAST(date_trunc('month', t) AS DATE) -> TRUNC(CAST(t AS DATE), 'MM'), the first day of
+      t's month (a naive timestamp's date needs no zone)."""
+    from sqlglot import exp
+
+    if isinstance(node, exp.DateDiff) and node.unit and node.unit.name.upper() == "MICROSECOND":
+        utc = exp.DataType.build("timestamptz")
+
+        def micros(value):
+            return exp.Anonymous(this="UNIX_MICROS", expressions=[exp.cast(value.copy(), utc)])
+
+        return exp.Paren(this=exp.Sub(this=micros(node.this), expression=micros(node.expression)))
+    if (
+        isinstance(node, exp.Cast)
+        and node.to.is_type("date")
+        and isinstance(node.this, (exp.TimestampTrunc, exp.DateTrunc))
+        and node.this.unit is not None
+        and node.this.unit.name.upper() == "MONTH"
+    ):
+        day = exp.cast(node.this.this.copy(), exp.DataType.build("date"))
+        return exp.Anonymous(this="TRUNC", expressions=[day, exp.Literal.string("MM")])
+    return node
 
 
 def _missing(package: str) -> str:
@@ -67,8 +102,43 @@ def _java_version() -> int | None:
     return int(match.group(2)) if major == 1 and match.group(2) else major
 
 
+def _require_java() -> None:
+    version = _java_version()
+    if version is None or version < 17:
+        found = f"found Java {version}" if version else "no java on PATH or JAVA_HOME"
+        raise SettleError(
+            f"--interactions-engine spark runs Spark locally and needs Java 17 or later "
+            f"({found}). Install a Java 17 runtime (e.g. apt-get install openjdk-17-jre-"
+            "headless) or set JAVA_HOME, or set SPARK_REMOTE to a Spark Connect server "
+            "(sc://host:15002)."
+        )
+
+
+def _require_server(remote: str) -> None:
+    """Fail at once when nothing listens at SPARK_REMOTE: the Connect client would otherwise
+    retry for minutes before it gives up."""
+    match = re.match(r"sc://\[?([^/;:\]]+)\]?(?::(\d+))?", remote)
+    if not match:
+        raise SettleError(f"SPARK_REMOTE '{remote}' is not sc://host[:port] or local[n]")
+    host, port = match.group(1), int(match.group(2) or 15002)
+    try:
+        socket.create_connection((host, port), timeout=10).close()
+    except OSError as exc:
+        raise SettleError(
+            f"SPARK_REMOTE {remote}: no Spark Connect server answers at {host}:{port} "
+            f"({exc.strerror or exc}). Start one (sbin/start-connect-server.sh) or fix the URL."
+        ) from None
+
+
+def partitions() -> str:
+    return os.environ.get("SETTLE_SPARK_PARTITIONS", "8")
+
+
 def session():
-    """The Spark session of this process (created once): Spark Connect, a master, or local."""
+    """The Spark session of this process (created once): Spark Connect, a master, or local.
+
+    SPARK_REMOTE=sc://host:port connects to a Spark Connect server; SPARK_REMOTE=local[n] starts
+    one in a local JVM (PySpark 4, on port 15002)."""
     global _SESSION
     if _SESSION is not None:
         return _SESSION
@@ -77,31 +147,42 @@ def session():
     except ImportError:
         raise SettleError(_missing("PySpark 4")) from None
     remote = os.environ.get("SPARK_REMOTE")
-    if remote:
+    if remote and not remote.startswith("local"):
+        _require_server(remote)
         builder = SparkSession.builder.remote(remote)
+    elif "PYSPARK_GATEWAY_PORT" in os.environ and not remote:
+        # under spark-submit: the JVM runs already, and the master, resources and UI come from
+        # its command line (SPARK_MASTER still overrides the master)
+        builder = SparkSession.builder
+        if os.environ.get("SPARK_MASTER"):
+            builder = builder.master(os.environ["SPARK_MASTER"])
     else:
-        version = _java_version()
-        if version is None or version < 17:
-            found = f"found Java {version}" if version else "no java on PATH or JAVA_HOME"
-            raise SettleError(
-                f"--interactions-engine spark runs Spark locally and needs Java 17 or later "
-                f"({found}). Install a Java 17 runtime (e.g. apt-get install openjdk-17-jre-"
-                "headless) or set JAVA_HOME, or set SPARK_REMOTE to use a Spark Connect server."
-            )
-        builder = SparkSession.builder.config(
-            "spark.sql.shuffle.partitions", os.environ.get("SETTLE_SPARK_PARTITIONS", "8")
+        _require_java()  # a local JVM: classic local mode or a local Connect server
+        if remote:
+            try:
+                import grpc  # noqa: F401
+            except ImportError:
+                raise SettleError(_missing("Spark Connect's client (grpcio)")) from None
+            # PySpark starts the server in a local JVM and connects to it on port 15002
+            builder = SparkSession.builder.remote(remote)
+        else:
+            builder = SparkSession.builder.master(os.environ.get("SPARK_MASTER", "local[*]"))
+        # a driver started here needs no web UI, and its progress bars would garble the CLI's
+        # stderr
+        builder = builder.config("spark.ui.enabled", "false").config(
+            "spark.ui.showConsoleProgress", "false"
         )
-        # under spark-submit the master and resources come from its command line
-        if "PYSPARK_GATEWAY_PORT" not in os.environ or os.environ.get("SPARK_MASTER"):
-            builder = builder.master(os.environ.get("SPARK_MASTER", "local[*]")).config(
-                "spark.ui.enabled", "false"
-            )
     builder = builder.appName("settle-interaction-counts")
     try:
-        spark = builder.getOrCreate()
+        with warnings.catch_warnings():
+            # a Connect session re-applies the builder's static settings and warns it cannot
+            warnings.filterwarnings("ignore", message=".*CANNOT_MODIFY_CONFIG.*")
+            spark = builder.getOrCreate()
         # naive timestamps are the contact centre's local time: no time zone may shift them
+        # (to_spark's microsecond differences rely on UTC as well)
         spark.conf.set("spark.sql.session.timeZone", "UTC")
         spark.conf.set("spark.sql.parquet.inferTimestampNTZ.enabled", "true")
+        spark.conf.set("spark.sql.shuffle.partitions", partitions())
     except Exception as exc:  # py4j / grpc errors: one clear message, no Java stack
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SettleError(f"could not start Spark for the interaction counts: {first}") from None
@@ -114,10 +195,6 @@ def stop() -> None:
     if _SESSION is not None:
         _SESSION.stop()
         _SESSION = None
-
-
-# the Spark SQL texts of the last count, in order (the view, then the counts): what Spark ran
-last_statements: list[str] = []
 
 
 def count_interactions(con: duckdb.DuckDBPyConnection, files: list[str], view, sql: str) -> str:
@@ -141,14 +218,37 @@ def count_interactions(con: duckdb.DuckDBPyConnection, files: list[str], view, s
     try:
         _read(spark, con, files).createOrReplaceTempView("raw_interactions")
         spark.sql(statements[0]).createOrReplaceTempView("in_interactions")
-        spark.read.parquet(segments).createOrReplaceTempView("calc_exclusion_segments")
-        spark.sql(statements[1]).write.mode("overwrite").parquet(out)
+        spark.read.parquet(spark_path(segments)).createOrReplaceTempView("calc_exclusion_segments")
+        spark.sql(statements[1]).write.mode("overwrite").parquet(spark_path(out))
     except SettleError:
         raise
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SettleError(f"interactions/: Spark could not count the files: {first}") from None
     return f"{out}/*.parquet"
+
+
+PATHS_ENV = "SETTLE_SPARK_PATHS"
+
+
+def spark_path(path: str) -> str:
+    """The name Spark uses for a path of this machine. SETTLE_SPARK_PATHS maps local prefixes
+    to the cluster's names of the same storage (`/mnt/lake=s3a://lake,/data=abfss://c@a/d`):
+    this machine reads an object store through a mount while the executors read it directly.
+    Unmapped local paths are made absolute (a Connect server has another working folder)."""
+    if "://" in path:
+        return path
+    path = os.path.abspath(path)
+    pairs = []
+    for item in filter(None, (s.strip() for s in os.environ.get(PATHS_ENV, "").split(","))):
+        local, sep, remote = item.partition("=")
+        if not sep or not local or not remote:
+            raise SettleError(f"{PATHS_ENV}: '{item}' is not LOCAL_PREFIX=SPARK_PREFIX")
+        pairs.append((os.path.abspath(local), remote.rstrip("/")))
+    for local, remote in sorted(pairs, key=lambda pair: -len(pair[0])):
+        if path == local or path.startswith(local + os.sep):
+            return remote + path[len(local) :]
+    return path
 
 
 def _read(spark, con: duckdb.DuckDBPyConnection, files: list[str]):
@@ -166,7 +266,7 @@ def _read(spark, con: duckdb.DuckDBPyConnection, files: list[str]):
         groups.setdefault(signature, []).append(file)
     frame = None
     for paths in groups.values():
-        part = spark.read.parquet(*paths)
+        part = spark.read.parquet(*(spark_path(path) for path in paths))
         frame = part if frame is None else frame.unionByName(part, allowMissingColumns=True)
     return frame
 

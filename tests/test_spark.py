@@ -8,6 +8,7 @@ one KPI), March with no interactions at all (no_data).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 from decimal import Decimal
@@ -113,14 +114,24 @@ def test_both_engines_store_identical_counts_and_kpis(tmp_path):
     assert values[("sl_ignore", 3)] == (None, Decimal(0))
 
 
-def test_spark_runs_the_transpiled_definition(ws):
+def test_spark_runs_the_transpiled_definition(ws, monkeypatch):
     _sample(ws)
+    # Spark is given its own names of the storage (here the file:// URLs of the same folders):
+    # what a cluster reading s3a:// does while this machine reads the mount
+    data, work = ws.data_dir.resolve(), ws.root.resolve() / "spark-work"
+    monkeypatch.setenv("SETTLE_SPARK_WORKDIR", str(work))
+    monkeypatch.setenv(spark.PATHS_ENV, f"{data}=file://{data},{work}=file://{work}")
+    assert spark.spark_path(str(data / "x.parquet")) == f"file://{data}/x.parquet"
     _settle(ws, "spark")
+    counted = ws.rows("SELECT sum(interactions) AS n FROM interaction_counts WHERE kind = 'all'")
+    assert counted[0]["n"] == 9 + 7  # January's 9 rows and February's 7
     view_sql, counts = spark.last_statements
     # the counts statement is the portable definition, filled in as for DuckDB, then transpiled
     expected = interactions.counts_sql([5, 20], [4], False, {"handle_s", "csat"})
     assert counts == spark.to_spark(expected)
-    assert "DATEDIFF(MICROSECOND" in counts and "EPOCH" not in counts.upper()
+    assert "UNIX_MICROS(CAST(answered_at AS TIMESTAMP))" in counts
+    assert "TRUNC(CAST(t.arrived_at AS DATE), 'MM')" in counts
+    assert "EPOCH" not in counts.upper() and "DATEDIFF" not in counts
     assert "TIMESTAMP_NTZ" in view_sql  # naive local timestamps stay naive on Spark
 
 
@@ -143,3 +154,90 @@ def test_spark_rejects_what_duckdb_rejects(ws):
     assert "answered_at must not be before arrived_at" in messages[0]
     # nothing written: the failed runs rolled back, schema and all
     assert ws.one("SELECT count(*) FROM duckdb_tables() WHERE NOT temporary") == 0
+
+
+def test_the_fast_time_rewrites_give_duckdbs_values_at_the_edges():
+    """to_spark rewrites the per-row microsecond difference and the month of arrival; on the
+    edges (a leap day's last microsecond, a year end, an hour that does not exist in Europe's
+    clocks) both engines give the values worked out by hand."""
+    rows = [
+        # 2024-02-29 23:59:59.999999 -> 2024-03-01 00:00:00.000001: 2 us; month 2024-02-01
+        ("2024-02-29 23:59:59.999999", "2024-03-01 00:00:00.000001"),
+        # 2023-12-31 23:59:59 -> 2024-01-01 00:00:01: 2 s = 2,000,000 us; month 2023-12-01
+        ("2023-12-31 23:59:59", "2024-01-01 00:00:01"),
+        # 02:30 on 2024-03-31 is skipped by Europe's clocks, but a naive time is no zone's:
+        # one hour later is 3,600,000,000 us; month 2024-03-01
+        ("2024-03-31 02:30:00", "2024-03-31 03:30:00"),
+        # 2024-01-01 00:00:00 -> NULL: NULL difference; month 2024-01-01
+        ("2024-01-01 00:00:00", None),
+    ]
+    expected = [
+        (2, dt.date(2024, 2, 1)),
+        (2_000_000, dt.date(2023, 12, 1)),
+        (3_600_000_000, dt.date(2024, 3, 1)),
+        (None, dt.date(2024, 1, 1)),
+    ]
+    values = ", ".join(
+        f"({k}, TIMESTAMP '{a}', " + (f"TIMESTAMP '{b}')" if b else "CAST(NULL AS TIMESTAMP))")
+        for k, (a, b) in enumerate(rows)
+    )
+    sql = (
+        "SELECT k, date_diff('microsecond', a, b) AS us, "
+        "CAST(date_trunc('month', a) AS DATE) AS period "
+        f"FROM (VALUES {values}) AS v(k, a, b) ORDER BY k"
+    )
+    on_duckdb = [r[1:] for r in duckdb.sql(sql).fetchall()]
+    text = spark.to_spark(sql)
+    assert "UNIX_MICROS" in text and "TRUNC(" in text
+    on_spark = [(r["us"], r["period"]) for r in spark.session().sql(text).collect()]
+    assert on_duckdb == expected
+    assert on_spark == expected
+
+
+def test_spark_submit_counts_ahead_what_a_settlement_counts(ws, tmp_path):
+    """pipelines/spark_submit.py under PySpark's own spark-submit (local[1]): the job's counts,
+    read back by `settle run --counts-dir`, give the kpi_results of a run that counts itself."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pyspark
+
+    from pipelines import spark_submit
+
+    _sample(ws)
+    counts = tmp_path / "counts"
+    submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYTHONPATH": str(root)}
+    env.pop("SPARK_MASTER", None)
+    done = subprocess.run(
+        [str(submit), "--master", "local[1]", "--conf", "spark.ui.enabled=false",
+         spark_submit.__file__, "--contracts", str(ws.contracts_dir), "--data",
+         str(ws.data_dir), "--counts", str(counts), "--period", "2024-01", "--to", "2024-03"],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    # January's 9 and February's 7 files' rows; March has no files
+    assert "counted 2 file(s) of 2024-01, 2024-02" in done.stdout
+    kpis = "contract_id, period, kpi_id"
+    from .conftest import Workspace
+    from .test_interactions_closed import _blind
+
+    (tmp_path / "d").mkdir()
+    duck = Workspace(tmp_path / "d")
+    _sample(duck)
+    _settle(duck, "duckdb")
+    # the files become garbage of the same size and mtime: only the counted-ahead months can
+    # settle now
+    parts = sorted((ws.data_dir / "interactions").rglob("*.parquet"))
+    assert len(parts) == 2
+    for part in parts:
+        _blind(part)
+    engine.settle(
+        ws.contracts_dir,
+        ws.data_dir,
+        ws.db,
+        engine.RunRequest(parse_period("2024-01"), parse_period("2024-03"), counts_dir=counts),
+    )
+    assert _stored(ws, "kpi_results", kpis) == _stored(duck, "kpi_results", kpis)
