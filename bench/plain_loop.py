@@ -10,8 +10,9 @@ Its lines are compared one by one with what the engine stores for the same portf
 two implementations that give the same answers.
 
 What it leaves out, which the engine does on top (so the comparison flatters the loop): input
-validation, measuring KPIs from raw interactions (it is given the engine's measured values), the
-points regime, earn-back and bonuses, gain-share, the invoice, reconciliation, and storing.
+validation, measuring KPIs from raw interactions (it is given the engine's measured counts, the
+numerator and denominator of each measured KPI, never the 6-place quotient shown), the points
+regime, earn-back and bonuses, gain-share, the invoice, reconciliation, and storing.
 
     python bench/plain_loop.py --contracts DIR --data DIR [--db FILE]   # settle and compare
 """
@@ -24,7 +25,8 @@ import math
 import sys
 import time
 from collections import defaultdict
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import duckdb
@@ -53,6 +55,16 @@ def ratio(a: Decimal, b: Decimal, places: int) -> Decimal:
     return WIDE.divide(a, b).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
 
 
+def rnd_exact(x: Fraction, scale: int, mode: str) -> Decimal:
+    """An exact fraction rounded once to `scale` places (half_up: half away from zero)."""
+    whole, rest = divmod(abs(x.numerator) * 10**scale, x.denominator)
+    if 2 * rest > x.denominator or (
+        2 * rest == x.denominator and (mode == "half_up" or whole % 2 == 1)
+    ):
+        whole += 1
+    return Decimal(-whole if x < 0 else whole).scaleb(-scale, WIDE)
+
+
 def add_months(d: dt.date, n: int) -> dt.date:
     m = d.year * 12 + d.month - 1 + n
     return dt.date(m // 12, m % 12 + 1, 1)
@@ -64,7 +76,7 @@ def add_months(d: dt.date, n: int) -> dt.date:
 class Inputs:
     """The Parquet inputs as plain dicts keyed by contract (read once, not per contract)."""
 
-    def __init__(self, data_dir: Path, measured: dict[tuple[str, str, dt.date], Decimal]):
+    def __init__(self, data_dir: Path, measured: dict[tuple[str, str, dt.date], Fraction]):
         def rows(folder: str) -> list[dict]:
             files = sorted((data_dir / folder).rglob("*.parquet"))
             return [r for f in files for r in pq.read_table(f).to_pylist()]
@@ -75,9 +87,12 @@ class Inputs:
                 r["units"],
                 r.get("forecast_units"),
             )
-        self.kpis: dict[str, dict[tuple[str, dt.date], Decimal]] = defaultdict(dict)
+        # every KPI actual as an exact Fraction: an input value as given, a measured one as its
+        # counts' quotient (rounding it to the 6 places shown would move a linear severity)
+        self.kpis: dict[str, dict[tuple[str, dt.date], Fraction]] = defaultdict(dict)
         for r in rows("kpis"):
-            self.kpis[r["contract_id"]][(r["kpi_id"], r["period"])] = r["value"]
+            if r["value"] is not None:
+                self.kpis[r["contract_id"]][(r["kpi_id"], r["period"])] = Fraction(r["value"])
         for (cid, kid, period), value in measured.items():
             self.kpis[cid][(kid, period)] = value
         self.excused: dict[str, set[tuple[str | None, dt.date]]] = defaultdict(set)
@@ -206,7 +221,11 @@ def price_line(sl, p, units, forecast, f, indexed, scale, rate_scale, mode, item
 
 def credits(c: Contract, period, charges, kpis, excused, runs) -> list[tuple[str, Decimal]]:
     """(kpi_id, amount) of the month's at-risk-pool credits; `runs` carries each KPI's count of
-    consecutive failures from month to month (excused and no-data months leave it alone)."""
+    consecutive failures from month to month (excused and no-data months leave it alone).
+
+    Worked in exact Fractions from the actual to the line, as by hand: the severity, each KPI's
+    share and the pool are never rounded, and each amount is rounded once with the contract's
+    mode and scale (a 60-digit or 28-digit Decimal quotient would round on the way)."""
     sc = c.service_credits
     scale, mode = c.rounding.amount_scale, c.rounding.mode
     failed = []
@@ -217,58 +236,57 @@ def credits(c: Contract, period, charges, kpis, excused, runs) -> list[tuple[str
             continue
         if value is None and k.no_data != "fail":
             continue
-        worse = value is None or (
-            value < target.value if k.direction == "higher_is_better" else value > target.value
-        )
+        t = Fraction(target.value)
+        worse = value is None or (value < t if k.direction == "higher_is_better" else value > t)
         if not worse:
             runs[k.id] = 0
             continue
         runs[k.id] = runs.get(k.id, 0) + 1
         if k.credit.model == "binary" or value is None and k.credit.model == "linear":
-            severity = ONE
+            severity = Fraction(1)
         elif k.credit.model == "linear":
-            t = target.value
-            # the exact quotient (60 digits): severity is never rounded before the line
+            lowest = Fraction(k.minimum)
             raw = (
-                WIDE.divide(t - value, t - k.minimum)
+                (t - value) / (t - lowest)
                 if k.direction == "higher_is_better"
-                else WIDE.divide(value - t, k.minimum - t)
+                else ((value - t) / (lowest - t))
             )
-            severity = min(max(raw, ZERO), ONE)
+            severity = min(max(raw, Fraction(0)), Fraction(1))
         else:  # bands: the last band the actual is strictly worse than; none: the first
             bands = k.credit.bands
             reached = len(bands) if value is None else 1
             for i, b in enumerate(bands, start=1):
                 if value is not None and (
-                    value < b.worse_than
+                    value < Fraction(b.worse_than)
                     if k.direction == "higher_is_better"
-                    else value > b.worse_than
+                    else value > Fraction(b.worse_than)
                 ):
                     reached = i
-            severity = bands[reached - 1].pct
-        multiplier = k.repeat_multiplier if runs[k.id] >= 2 else ONE
-        failed.append((order, k.id, (k.allocation_pct or ZERO) * severity * multiplier))
+            severity = Fraction(bands[reached - 1].pct)
+        multiplier = Fraction(k.repeat_multiplier if runs[k.id] >= 2 else ONE)
+        failed.append((order, k.id, Fraction(k.allocation_pct or ZERO) * severity * multiplier))
     if not failed:
         return []
-    at_risk = (sc.at_risk_pct or ZERO) * charges
+    charges = Fraction(charges)
+    at_risk = Fraction(sc.at_risk_pct or ZERO) * charges
     cap_pct = sc.monthly_cap_pct if sc.monthly_cap_pct is not None else sc.at_risk_pct
-    alone = [(kid, rnd(at_risk * w, scale, mode)) for _, kid, w in failed]
+    alone = [(kid, rnd_exact(at_risk * w, scale, mode)) for _, kid, w in failed]
     if cap_pct is None:
         return alone
-    cap = cap_pct * charges
-    rounded_cap = rnd(cap, scale, mode)
+    cap = Fraction(cap_pct) * charges
+    rounded_cap = rnd_exact(cap, scale, mode)
     total_weight = sum(w for _, _, w in failed)
     if not (at_risk * total_weight > cap or sum(a for _, a in alone) > rounded_cap):
         return alone
     # capped: the rounded cap split by the largest-remainder method, ties to the KPI listed first
     unit = Decimal(1).scaleb(-scale)
-    units = int(rounded_cap / unit)
+    units = int(rounded_cap.scaleb(scale, WIDE))
     if total_weight == 0:
         return [(kid, ZERO) for _, kid, _ in failed]
     shares = []
     for order, kid, w in failed:
-        exact = WIDE.divide(units * w, total_weight)
-        whole = int(exact.to_integral_value(rounding=ROUND_DOWN))
+        exact = units * w / total_weight
+        whole = exact.numerator // exact.denominator
         shares.append([order, kid, whole, exact - whole])
     missing = units - sum(s[2] for s in shares)
     for s in sorted(shares, key=lambda s: (-s[3], s[0]))[:missing]:
@@ -330,8 +348,8 @@ def _months(a: dt.date, b: dt.date) -> int:
 
 
 def engine_lines(db: Path, run_id: int | None = None):
-    """What the engine stored for the same portfolio: charge lines, at-risk credits and the
-    measured KPI values (the loop is given these, not the interactions)."""
+    """What the engine stored for the same portfolio: charge lines, at-risk credits and each
+    measured KPI's counts as an exact Fraction (the loop is given these, not the interactions)."""
     with duckdb.connect(str(db), read_only=True) as con:
         run = run_id or con.execute("SELECT max(run_id) FROM settlement_runs").fetchone()[0]
         charges = {
@@ -350,9 +368,9 @@ def engine_lines(db: Path, run_id: int | None = None):
             ).fetchall()
         }
         measured = {
-            (c, k, p): v
-            for c, k, p, v in con.execute(
-                "SELECT contract_id, kpi_id, period, value FROM kpi_results "
+            (c, k, p): Fraction(n) / Fraction(d)
+            for c, k, p, n, d in con.execute(
+                "SELECT contract_id, kpi_id, period, numerator, denominator FROM kpi_results "
                 "WHERE run_id = ? AND source = 'measured' AND value IS NOT NULL",
                 [run],
             ).fetchall()

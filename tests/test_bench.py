@@ -6,14 +6,16 @@ for line. DuckDB's memory limit and spill folder come from the environment."""
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from decimal import Decimal as D
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
 from pipelines import engine
-from pipelines.config import Pricing
+from pipelines.config import Contract, Pricing
 from pipelines.errors import SettleError
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -50,6 +52,37 @@ def test_the_loop_prices_a_graduated_month_by_hand():
         "voice", p, D(60000), D(50000), D(1), False, 2, 4, "half_up", False
     )
     assert lines == [("usage:voice", D("129500.00")), ("surge:voice", D("14500.00"))]
+
+
+def test_the_loop_credits_a_measured_kpi_from_its_counts_not_its_shown_value():
+    # B0280 of the 1,000-contract bench, 2026-12: 153 abandoned of 1,890 offered (shown 0.080952)
+    # against target 0.08, minimum 0.102, allocation 0.25, at risk 10% of 364,634.41 charges.
+    # Severity (153/1890 - 0.08) / 0.022 = (1/1050) / 0.022 = 10/231; the credit is
+    # 36,463.441 x 0.25 x 10/231 = 91,158.6025 / 231 = 394.62598... -> 394.63 (half_up). The
+    # shown 0.080952 would give 0.000952 / 0.022 x 9,115.86025 = 394.4717... -> 394.47.
+    c = Contract.model_validate(
+        {
+            "contract_id": "T1", "client": "C", "provider": "P", "currency": "GBP",
+            "start": "2026-01", "end": "2026-12",
+            "rounding": {"mode": "half_up", "amount_scale": 2, "rate_scale": 4},
+            "service_lines": [{"id": "chat", "unit": "contact", "pricing": [
+                {"effective_from": "2026-01", "model": "per_unit", "bands": [{"rate": "1.00"}]}
+            ]}],
+            "service_credits": {
+                "regime": "at_risk_pool", "at_risk_pct": "0.10", "monthly_cap_pct": "0.08",
+                "kpis": [{
+                    "id": "abandon", "direction": "lower_is_better",
+                    "target": [{"effective_from": "2026-01", "value": "0.08"}],
+                    "allocation_pct": "0.25", "minimum": "0.102", "credit": {"model": "linear"},
+                }],
+            },
+        }
+    )  # fmt: skip
+    month = dt.date(2026, 12, 1)
+    kpis = {("abandon", month): Fraction(153, 1890)}
+    assert plain_loop.credits(c, month, D("364634.41"), kpis, set(), {}) == [
+        ("abandon", D("394.63"))
+    ]
 
 
 def test_the_memory_limit_and_spill_folder_come_from_the_environment(tmp_path, monkeypatch):
