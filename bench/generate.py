@@ -500,9 +500,12 @@ INTERACTION_SCHEMA = pa.schema(
 )
 
 
-def write_interactions(p: Portfolio, folder: Path, rows: int, seed: int) -> int:
-    """`rows` interactions arriving in INTERACTION_MONTH, spread over every contract's voice line
-    (and chat where it exists), in files of ROWS_PER_FILE rows; returns the number of files."""
+def write_interactions(
+    p: Portfolio, folder: Path, rows: int, seed: int, month: dt.date = INTERACTION_MONTH
+) -> int:
+    """`rows` interactions arriving in `month` (INTERACTION_MONTH unless told), spread over every
+    contract's voice line (and chat where it exists), in files of ROWS_PER_FILE rows; returns the
+    number of files."""
     rng = np.random.default_rng(seed)
     contracts = [c["contract_id"] for c in p.contracts]
     has_chat = np.array([any(s["id"] == "chat" for s in c["service_lines"]) for c in p.contracts])
@@ -511,9 +514,9 @@ def write_interactions(p: Portfolio, folder: Path, rows: int, seed: int) -> int:
     size = rng.uniform(0.3, 1.7, len(contracts))
     weights = size / size.sum()
     ids = np.array(contracts, dtype=object)
-    start = np.datetime64(INTERACTION_MONTH.isoformat(), "us").astype(np.int64)
-    days = (add_months(INTERACTION_MONTH, 1) - INTERACTION_MONTH).days
-    target = folder / f"period={ym(INTERACTION_MONTH)}"
+    start = np.datetime64(month.isoformat(), "us").astype(np.int64)
+    days = (add_months(month, 1) - month).days
+    target = folder / f"period={ym(month)}"
     target.mkdir(parents=True, exist_ok=True)
     written, files, writer, in_file = 0, 0, None, 0
     while written < rows:

@@ -9,6 +9,9 @@ interactions in the last month; bench/data/ for 1,000, bench/data-N/ otherwise).
          inputs, in this process (target: within 1.5x);
   month  2024-01..2026-11 settled and closed, then the month-end run of 2026-12, against the same
          validate (target: within 1.5x);
+  hist   the month-end again with 12 months of interactions on disk (11 closed months of 10M
+         generated once into DIR/hist/, beside the open month's) against the month part's with
+         the open month's alone (target: within 1.1x: closed months' files are not opened);
   cli    both again as separate `settle` processes, each with its own peak RSS (target: within
          1.5x; peak RSS under 2 GB);
   loop   the backfill against bench/plain_loop.py, the per-contract Decimal loop a user would
@@ -32,6 +35,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -216,7 +220,55 @@ def month_end(
         f"in CPU time {m.cpu / validate_cpu:.2f}x"
     )
     print(f"  peak memory so far: {peak_mb():,.0f} MB")
-    return {"ratio": ratio, "cpu_ratio": m.cpu / validate_cpu, "wall": m.wall}
+    return {"ratio": ratio, "cpu_ratio": m.cpu / validate_cpu, "wall": m.wall, "cpu": m.cpu}
+
+
+# --------------------------------------------------------------------------- history on disk
+
+
+def history_on_disk(
+    contracts: Path, data: Path, work: Path, months: int, rows: int, one_month: dict, close: bool
+) -> dict:
+    """The month-end again with `months` months of interactions on disk (the open month's files
+    plus months - 1 closed months of `rows` each, generated once into `work`), against the
+    month-end with the open month's alone (`one_month`, from the `month` part)."""
+    print(f"\n(hist) month-end with {months} months of interactions on disk vs the open month's")
+    last, before = generate.MONTHS[-1], generate.MONTHS[-2]
+    inputs = work / "inputs"
+    stamp = work / f"generated-{months}x{rows}"
+    if not stamp.exists():
+        shutil.rmtree(work, ignore_errors=True)
+        (inputs / "interactions").mkdir(parents=True)
+        for folder in data.iterdir():
+            if folder.name != "interactions":
+                (inputs / folder.name).symlink_to(folder.resolve())
+        (inputs / "interactions" / f"period={last:%Y-%m}").symlink_to(
+            (data / "interactions" / f"period={last:%Y-%m}").resolve()
+        )
+        portfolio = generate.Portfolio(len(list(contracts.glob("*.yaml"))), generate.SEED)
+        with Timer() as g:
+            for k, month in enumerate(generate.MONTHS[-months:-1]):
+                generate.write_interactions(
+                    portfolio, inputs / "interactions", rows, generate.SEED + 100 + k, month
+                )
+        line(f"generated {months - 1} closed months x {rows:,} interactions (once)", g.wall, g.cpu)
+        stamp.touch()
+    db = work / "bench-hist.duckdb"
+    db.unlink(missing_ok=True)
+    with Timer() as h:
+        engine.settle(contracts, inputs, db, engine.RunRequest(generate.MONTHS[0], before))
+        if close:
+            engine.close(db, generate.MONTHS[0], to=before, force=True)
+    line(f"history settled{' and closed' if close else ''} (reads every month)", h.wall, h.cpu)
+    with Timer() as m:
+        engine.settle(contracts, inputs, db, engine.RunRequest(last, last))
+    line(f"month-end {last:%Y-%m}, {months} months on disk", m.wall, m.cpu)
+    line(f"month-end {last:%Y-%m}, the open month alone (month part)", one_month["wall"],
+         one_month["cpu"])  # fmt: skip
+    ratio = m.wall / one_month["wall"]
+    cpu_ratio = m.cpu / one_month["cpu"]
+    print(f"  ratio: {ratio:.2f}x ({verdict(ratio, 1.1)}); in CPU time {cpu_ratio:.2f}x")
+    return {"ratio": ratio, "cpu_ratio": cpu_ratio}
 
 
 # --------------------------------------------------------------------------- CLI processes
@@ -470,7 +522,13 @@ def main(argv: list[str] | None = None) -> None:
         "--interactions", type=int, default=10_000_000, help="rows to generate (with --regenerate)"
     )
     parser.add_argument(
-        "--parts", default="i,month,cli,loop,ii,iii", help="which comparisons to run"
+        "--parts", default="i,month,hist,cli,loop,ii,iii", help="which comparisons to run"
+    )
+    parser.add_argument(
+        "--hist-months", type=int, default=12, help="months of interactions on disk (hist)"
+    )
+    parser.add_argument(
+        "--hist-rows", type=int, default=10_000_000, help="interactions per closed month (hist)"
     )
     parser.add_argument(
         "--close",
@@ -502,6 +560,13 @@ def main(argv: list[str] | None = None) -> None:
             results["month"] = month_end(
                 contracts, data, month_db, i["validate"], i["validate_cpu"], args.close
             )
+        if "hist" in parts:
+            if "month" not in results:
+                raise SystemExit("--parts hist needs the month part too (its one-month figure)")
+            results["hist"] = history_on_disk(
+                contracts, data, args.data / "hist", args.hist_months, args.hist_rows,
+                results["month"], args.close,
+            )  # fmt: skip
         if "cli" in parts:
             results["cli"] = cli(contracts, data, args.data / "bench-cli.duckdb", args.close)
         if "loop" in parts:
@@ -523,6 +588,10 @@ def main(argv: list[str] | None = None) -> None:
     if "month" in results:
         rows.append(("month-end / validate (one process)", results["month"]["ratio"], "<= 1.5x"))
         rows.append(("  the same in CPU time", results["month"]["cpu_ratio"], "<= 1.5x"))
+    if "hist" in results:
+        rows.append((f"month-end, {args.hist_months} months on disk / the open month's",
+                     results["hist"]["ratio"], "<= 1.1x"))  # fmt: skip
+        rows.append(("  the same in CPU time", results["hist"]["cpu_ratio"], "<= 1.1x"))
     if "cli" in results:
         rows.append(("backfill / validate (CLI processes)", results["cli"]["backfill"], "<= 1.5x"))
         rows.append(("  the same in CPU time", results["cli"]["backfill_cpu"], "<= 1.5x"))
