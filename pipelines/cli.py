@@ -202,8 +202,12 @@ def run(
         "mode": result.mode,
         "dry_run": dry_run,
         "written_months": result.written_months,
+        "invoice_count": result.invoice_count,
+        # past engine.SUMMARY_INVOICES invoices the run lists its totals per month instead
+        "invoices_listed": result.listed,
         "invoices": result.invoices,
         "reconciliation": result.reconciliation,
+        "totals": result.totals,
         "adjustments": result.adjustments,
     }
     emit(as_json, document, human)
@@ -231,7 +235,42 @@ def _result_text(result, db: Path, dry_run: bool, first, last) -> str:
             + ", ".join(f"{c} {fmt(p)}" for c, p in beyond)
         )
         out.append("")
-    out.append(_invoice_table(result, db, dry_run))
+    out.append(_invoice_table(result, db, dry_run) if result.listed else _totals_table(result, db))
+    return "\n".join(out)
+
+
+def _totals_table(result: engine.RunResult, db: Path) -> str:
+    """A run of more invoices than anyone reads on a console: its totals per month and currency
+    (added up in SQL), and where the invoices are."""
+    headers = ["period", "cur", "invoices", "charges", "credits+bonus", "gain-share",
+               "adjustments", "other terms", "amount due", "billed", "difference",
+               "exceptions"]  # fmt: skip
+    rows = [
+        [
+            fmt(t["period"]),
+            t["currency"],
+            str(t["invoices"]),
+            _money(t["charges"]),
+            _money(t["credits_and_bonus"]),
+            _money(t["gain_share"]),
+            _money(t["adjustments"]),
+            _money(t["other"]),
+            _money(t["amount_due"]),
+            _money(t["billed"]),
+            _money(t["difference"]),
+            str(t["exceptions"] or 0),
+        ]  # fmt: skip
+        for t in result.totals
+    ]
+    out = [_table(headers, rows)]
+    if result.adjustments:
+        out.append(f"\n{len(result.adjustments)} adjustments for restated closed months.")
+    what = f"run {result.run_id} ({result.mode}) -> {db}" if result.run_id else "dry run"
+    out.append(
+        f"\n{result.invoice_count} invoices over {result.written_months} contract-months, "
+        f"totalled per month above; list them with `settle status`, `settle export "
+        f"invoice_lines` or `settle report`; {what}"
+    )
     return "\n".join(out)
 
 

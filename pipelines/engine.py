@@ -27,6 +27,7 @@ import hashlib
 import math
 import os
 import re
+import resource
 import sys
 import tempfile
 import time
@@ -72,9 +73,10 @@ def phase(name: str) -> Iterator[None]:
     try:
         yield
     finally:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # KiB on Linux
         print(
             f"profile {name:<32} {time.perf_counter() - wall:7.3f}s wall "
-            f"{time.process_time() - cpu:7.3f}s cpu",
+            f"{time.process_time() - cpu:7.3f}s cpu  peak RSS {peak:,} MB",
             file=sys.stderr,
         )
 
@@ -98,6 +100,20 @@ class RunResult:
     invoices: list[dict] = field(default_factory=list)
     adjustments: list[dict] = field(default_factory=list)
     reconciliation: list[dict] = field(default_factory=list)
+    # every invoice the run stored; `invoices` lists them only up to SUMMARY_INVOICES, past which
+    # `totals` (per month and currency, added up in SQL) stands in for them
+    invoice_count: int = 0
+    totals: list[dict] = field(default_factory=list)
+
+    @property
+    def listed(self) -> bool:
+        return len(self.invoices) == self.invoice_count
+
+
+# A backfill of 10,000 contracts stores 360,000 invoices: as Python rows they would add about
+# 850 MB to the run's peak memory and 360,000 lines to the console. Past this many, the run's
+# summary is its totals per month; `settle status`, `settle export` and the pack list invoices.
+SUMMARY_INVOICES = 2_000
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -698,17 +714,32 @@ def _summarise(con: duckdb.DuckDBPyConnection, run_id: int, mode: str, written: 
             out.append(dict(zip(cols, values, strict=True)))
         return out
 
+    count = con.execute("SELECT count(*) FROM invoice_summary WHERE run_id = ?", [run_id])
+    count = count.fetchone()[0]
+    adjustments = rows(
+        "SELECT contract_id, period, billed_in_period, line_key, delta, reason "
+        "FROM adjustments WHERE run_id = ? ORDER BY contract_id, period, line_key"
+    )
+    if count > SUMMARY_INVOICES:
+        totals = rows(
+            "SELECT period, currency, count(*) AS invoices, sum(charges) AS charges, "
+            "sum(credits_and_bonus) AS credits_and_bonus, sum(gain_share) AS gain_share, "
+            "sum(adjustments) AS adjustments, sum(other) AS other, "
+            "sum(amount_due) AS amount_due, sum(billed) AS billed, "
+            "sum(difference) AS difference, sum(exceptions) AS exceptions "
+            "FROM invoice_summary WHERE run_id = ? GROUP BY period, currency "
+            "ORDER BY period, currency"
+        )
+        return RunResult(
+            run_id, mode, written, adjustments=adjustments, invoice_count=count, totals=totals
+        )
     # one definition of the invoice summary (sql/views.sql), read for this run
     invoices = rows("SELECT * FROM invoice_summary WHERE run_id = ? ORDER BY contract_id, period")
     recon = [
         {k: i[k] for k in ("contract_id", "period", "billed", "difference", "exceptions")}
         for i in invoices
     ]
-    adjustments = rows(
-        "SELECT contract_id, period, billed_in_period, line_key, delta, reason "
-        "FROM adjustments WHERE run_id = ? ORDER BY contract_id, period, line_key"
-    )
-    return RunResult(run_id, mode, written, invoices, adjustments, recon)
+    return RunResult(run_id, mode, written, invoices, adjustments, recon, count)
 
 
 @dataclass

@@ -8,6 +8,7 @@ The contract is one per-unit line at 2.00 a contact, so every amount is units x 
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 import tempfile
@@ -18,7 +19,7 @@ import duckdb
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pipelines import cli
+from pipelines import cli, engine
 from tests.conftest import Workspace
 
 SETTLE = Path(sys.executable).parent / "settle"
@@ -177,6 +178,42 @@ service_lines:
     assert cli_run(monkeypatch, ws, "--period", "2024-01") == 0
     out = capsys.readouterr().out
     assert "1,235.7345" in out and "1,235.73 " not in out
+
+
+def test_a_run_of_many_invoices_prints_its_totals_per_month(ws, monkeypatch, capsys):
+    # two contracts x two months = 4 invoices, over a limit of 3: the run prints totals per month
+    # and currency. C1: 1,000 and 1,500 voice at 2.00 = 2,000.00 and 3,000.00; C2: 400 and 600
+    # chat at 1.50 = 600.00 and 900.00 (both GBP): 2024-01 2,600.00, 2024-02 3,900.00
+    for cid, line, rate in (("C1", "voice", "2.00"), ("C2", "chat", "1.50")):
+        ws.contract(
+            f"contract_id: {cid}\ncurrency: GBP\nstart: 2024-01\nservice_lines:\n"
+            f"  - id: {line}\n    pricing:\n"
+            f"      - {{effective_from: 2024-01, model: per_unit, bands: [{{rate: {rate}}}]}}\n"
+        )
+    ws.volumes(
+        [
+            ("C1", "voice", "2024-01", "1000"),
+            ("C1", "voice", "2024-02", "1500"),
+            ("C2", "chat", "2024-01", "400"),
+            ("C2", "chat", "2024-02", "600"),
+        ]
+    )
+    monkeypatch.setattr(engine, "SUMMARY_INVOICES", 3)
+    assert cli_run(monkeypatch, ws, "--period", "2024-01", "--to", "2024-02", "--json") == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["invoice_count"] == 4 and not document["invoices_listed"]
+    assert document["invoices"] == []
+    assert [(t["period"], t["currency"], t["invoices"], t["amount_due"]) for t in
+            document["totals"]] == [
+        ("2024-01", "GBP", 2, "2600.0000"),
+        ("2024-02", "GBP", 2, "3900.0000"),
+    ]  # fmt: skip
+    assert cli_run(monkeypatch, ws, "--period", "2024-01", "--to", "2024-02") == 0
+    out = capsys.readouterr().out
+    assert "2,600.00" in out and "3,900.00" in out
+    assert "4 invoices over 4 contract-months, totalled per month above" in out
+    # the stored invoices are all there
+    assert ws.rows("SELECT count(*) AS n FROM current_invoice_summary") == [{"n": 4}]
 
 
 def test_a_closed_month_is_never_rewritten_by_a_rerun(ws):
