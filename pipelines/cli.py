@@ -449,7 +449,8 @@ def run_main(args: list[str]) -> int:
             click.echo(
                 f"error: out of memory: {(str(exc).splitlines() or [''])[0][:300]}. Nothing was "
                 "written: a run or close that had not committed was rolled back. Give the process "
-                "more memory, or lower SETTLE_MEMORY_LIMIT (DuckDB's limit, default 1GB) so that "
+                f"more memory, or lower SETTLE_MEMORY_LIMIT (DuckDB's limit, default "
+                f"{engine.DEFAULT_MEMORY_LIMIT}) so that "
                 "DuckDB spills to SETTLE_TEMP_DIR sooner.",
                 err=True,
             )

@@ -100,7 +100,8 @@ def test_the_memory_limit_and_spill_folder_come_from_the_environment(tmp_path, m
 def test_a_run_writes_under_the_default_limit_and_leaves_no_spill_folder(ws, monkeypatch):
     monkeypatch.delenv("SETTLE_MEMORY_LIMIT", raising=False)
     monkeypatch.delenv("SETTLE_TEMP_DIR", raising=False)
-    assert engine.memory_settings(ws.db)["memory_limit"] == "1GB"
+    # the documented default (README: 768MB)
+    assert engine.memory_settings(ws.db)["memory_limit"] == "768MB"
     ws.contract(
         """
         contract_id: C1
