@@ -143,3 +143,24 @@ def entry_exits(monkeypatch, capfd, args: list[str], code: int = 1) -> tuple[str
         cli.entry()
     assert exited.value.code == code
     return capfd.readouterr()
+
+
+def copy_workspace(source, target) -> None:
+    """`target` becomes a copy of the settled workspace `source`: contracts, inputs and database."""
+    import shutil
+
+    shutil.copytree(source.contracts_dir, target.contracts_dir, dirs_exist_ok=True)
+    shutil.copytree(source.data_dir, target.data_dir, dirs_exist_ok=True)
+    shutil.copy(source.db, target.db)
+
+
+def edit_file(name: str, old: str, new: str):
+    """A breakage: the first `old` of contract file `name` replaced by `new` (it must be there)."""
+
+    def apply(ws) -> None:
+        path = ws.contracts_dir / name
+        text = path.read_text()
+        assert old in text, old
+        path.write_text(text.replace(old, new, 1))
+
+    return apply

@@ -13,7 +13,6 @@ representative ones also run as real subprocesses of `.venv/bin/settle`.
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -26,7 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import Workspace
-from tests.helpers import database_unchanged, entry_exits
+from tests.helpers import copy_workspace, database_unchanged, edit_file, entry_exits
 
 SETTLE = Path(sys.executable).parent / "settle"
 
@@ -91,9 +90,7 @@ def settled(tmp_path_factory):
 @pytest.fixture
 def good(ws, settled):
     """A fresh copy of the settled workspace."""
-    shutil.copytree(settled.contracts_dir, ws.contracts_dir, dirs_exist_ok=True)
-    shutil.copytree(settled.data_dir, ws.data_dir, dirs_exist_ok=True)
-    shutil.copy(settled.db, ws.db)
+    copy_workspace(settled, ws)
     return ws
 
 
@@ -101,13 +98,7 @@ def good(ws, settled):
 
 
 def edit_contract(old: str, new: str) -> Callable:
-    def apply(ws) -> None:
-        path = ws.contracts_dir / CONTRACT_FILE
-        text = path.read_text()
-        assert old in text, old
-        path.write_text(text.replace(old, new, 1))
-
-    return apply
+    return edit_file(CONTRACT_FILE, old, new)
 
 
 def write_parquet(folder: str, columns: dict[str, pa.Array], name: str = "bad.parquet"):

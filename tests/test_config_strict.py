@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from pipelines import cli
 from pipelines.config import ALWAYS_KNOWN, ConfigError, load_contract
 from pipelines.terms import build_rows
 from tests.conftest import Workspace
-from tests.helpers import database_unchanged, entry_exits
+from tests.helpers import copy_workspace, database_unchanged, edit_file, entry_exits
 
 SETTLE = Path(sys.executable).parent / "settle"
 
@@ -113,9 +112,7 @@ def settled(tmp_path_factory):
 
 @pytest.fixture
 def good(ws, settled):
-    shutil.copytree(settled.contracts_dir, ws.contracts_dir, dirs_exist_ok=True)
-    shutil.copytree(settled.data_dir, ws.data_dir, dirs_exist_ok=True)
-    shutil.copy(settled.db, ws.db)
+    copy_workspace(settled, ws)
     return ws
 
 
@@ -123,13 +120,7 @@ def good(ws, settled):
 
 
 def edit(old: str, new: str) -> Callable:
-    def apply(ws) -> None:
-        path = ws.contracts_dir / FILE
-        text = path.read_text()
-        assert old in text, old
-        path.write_text(text.replace(old, new, 1))
-
-    return apply
+    return edit_file(FILE, old, new)
 
 
 def write_bytes(data: bytes, name: str = FILE) -> Callable:
