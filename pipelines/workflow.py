@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from .engine import SQL_DIR, ensure_schema, write_transaction
 from .errors import SettleError
@@ -122,7 +123,10 @@ def approve(
             candidates = [r for r in candidates if r["contract_id"] in contract_ids]
         _require_settled(candidates, contract_ids, months)
         done: list[Approval] = []
-        next_id = con.execute("SELECT coalesce(max(approval_id), 0) FROM approvals").fetchone()[0]
+        # fetchall: register() below refuses a connection with a result left unread
+        next_id = con.execute("SELECT coalesce(max(approval_id), 0) FROM approvals").fetchall()[0][
+            0
+        ]
         for r in candidates:
             if r["status"] == "closed":
                 done.append(Approval(r["contract_id"], r["period"], r["run_id"], None, "closed"))
@@ -133,11 +137,27 @@ def approve(
                 )
                 continue
             next_id += 1
-            con.execute(
-                "INSERT INTO approvals VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [next_id, r["contract_id"], r["period"], r["run_id"], by, _now(), note],
-            )
             done.append(Approval(r["contract_id"], r["period"], r["run_id"], next_id, "approved"))
+        new = [a for a in done if a.approval_id is not None]
+        if new:
+            # one INSERT for the whole range (a row at a time took 24 s for 35,000 months)
+            at = _now()
+            rows = pa.table(
+                {
+                    "approval_id": pa.array([a.approval_id for a in new], pa.int64()),
+                    "contract_id": pa.array([a.contract_id for a in new], pa.string()),
+                    "period": pa.array([a.period for a in new], pa.date32()),
+                    "run_id": pa.array([a.run_id for a in new], pa.int64()),
+                    "approved_by": pa.array([by] * len(new), pa.string()),
+                    "approved_at": pa.array([at] * len(new), pa.timestamp("us")),
+                    "note": pa.array([note] * len(new), pa.string()),
+                }
+            )
+            con.register("_new_approvals", rows)
+            try:
+                con.execute("INSERT INTO approvals BY NAME SELECT * FROM _new_approvals")
+            finally:
+                con.unregister("_new_approvals")
     return done
 
 
